@@ -1,0 +1,1 @@
+"""The `eldercare` command: command line and wiring of the platform's services."""

@@ -10,12 +10,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import alerting.cli
+import alerting.dispatch_cli
 import eldercare.up
 import firmware_sim.cli
 import ingest.cli
 
 Handler = Callable[[argparse.Namespace], int]
-_PROVIDERS = (firmware_sim.cli, ingest.cli, alerting.cli, eldercare.up)
+_PROVIDERS = (firmware_sim.cli, ingest.cli, alerting.cli, alerting.dispatch_cli, eldercare.up)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="eldercare", description="Smart-eldercare telemetry platform."
     )
     parser.add_argument(
-        "--log-level", default=os.environ.get("ELDERCARE_LOG_LEVEL", "INFO"),
+        "--log-level",
+        default=os.environ.get("ELDERCARE_LOG_LEVEL", "INFO"),
         help="logging level (default INFO, or $ELDERCARE_LOG_LEVEL)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

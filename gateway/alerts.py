@@ -68,13 +68,14 @@ def decode_alert(payload: bytes) -> AlertMessage:
     if wrong:
         raise PayloadError(ReasonCode.BAD_SCHEMA, f"wrong type: {', '.join(wrong)}")
     try:
+        values: dict[str, Any] = {k: obj[k] for k in _STR + _INT}
+        values.update({k: float(obj[k]) for k in _NUM})
         return AlertMessage(
             kind=AlertKind(obj["kind"]),
             severity=Severity(obj["severity"]),
             status=AlertStatus(obj["status"]),
             in_coverage=obj["in_coverage"],
-            **{k: obj[k] for k in _STR + _INT},
-            **{k: float(obj[k]) for k in _NUM},
+            **values,
         )
     except ValueError as exc:
         raise PayloadError(ReasonCode.BAD_SCHEMA, str(exc)) from exc

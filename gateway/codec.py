@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import fields
 from collections.abc import Callable, Mapping
+from dataclasses import fields
 from typing import Any
 
 from gateway.contract import (

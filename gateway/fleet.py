@@ -95,7 +95,7 @@ class _Reader:
     def number(
         self, obj: dict[str, Any], key: str, where: str, lo: float, hi: float, default: float | None
     ) -> float:
-        value = obj.get(key, default)
+        value: Any = obj.get(key, default)
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok or not math.isfinite(value) or not lo <= value <= hi:
             need = "required" if default is None else "optional"
@@ -182,7 +182,7 @@ def _devices(r: _Reader, doc: dict[str, Any], elder_ids: set[str]) -> list[Devic
         if device_id and not DEVICE_ID_RE.fullmatch(device_id):
             r.errors.append(f"{w}.id: {device_id!r} does not match {DEVICE_ID_RE.pattern}")
         try:
-            dtype = DeviceType(d.get("type"))
+            dtype = DeviceType(str(d.get("type")))
         except ValueError:
             r.errors.append(f"{w}.type: one of button, smoke, band, cane; got {d.get('type')!r}")
             dtype = DeviceType.BUTTON
@@ -224,14 +224,25 @@ def fleet_to_dict(fleet: Fleet) -> dict[str, Any]:
     """Return the contract §3 JSON object for `fleet`."""
     return {
         "care_centers": [
-            {"id": c.id, "name": c.name, "lat": c.lat, "lon": c.lon, "capacity": c.capacity,
-             "coverage_km2": c.coverage_km2}
+            {
+                "id": c.id,
+                "name": c.name,
+                "lat": c.lat,
+                "lon": c.lon,
+                "capacity": c.capacity,
+                "coverage_km2": c.coverage_km2,
+            }
             for c in fleet.care_centers
         ],
         "elders": [
-            {"id": e.id, "name": e.name, "home_lat": e.home_lat, "home_lon": e.home_lon,
-             "safe_radius_m": e.safe_radius_m,
-             "families": [{"id": f.id, "name": f.name} for f in e.families]}
+            {
+                "id": e.id,
+                "name": e.name,
+                "home_lat": e.home_lat,
+                "home_lon": e.home_lon,
+                "safe_radius_m": e.safe_radius_m,
+                "families": [{"id": f.id, "name": f.name} for f in e.families],
+            }
             for e in fleet.elders
         ],
         "devices": [

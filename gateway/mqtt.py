@@ -11,8 +11,8 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def connect_properties(
     session_expiry_s: int | None = None, receive_maximum: int | None = None
 ) -> Properties:
     """CONNECT properties for an MQTT 5 session (MQTT 5 §3.1.2.11)."""
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     if session_expiry_s is not None:
         props.SessionExpiryInterval = session_expiry_s
     if receive_maximum is not None:

@@ -57,7 +57,9 @@ def parse_device_topic(topic: str, prefix: str = "") -> DeviceTopic:
         raise PayloadError(ReasonCode.BAD_TOPIC, "not eldercare/v1/devices/{device_id}/{channel}")
     device_id, channel = parts[len(root) + 1], parts[len(root) + 2]
     if not DEVICE_ID_RE.fullmatch(device_id):
-        raise PayloadError(ReasonCode.BAD_TOPIC, "device id does not match ^[a-z0-9][a-z0-9-]{2,63}$")
+        raise PayloadError(
+            ReasonCode.BAD_TOPIC, "device id does not match ^[a-z0-9][a-z0-9-]{2,63}$"
+        )
     try:
         return DeviceTopic(device_id, Channel(channel))
     except ValueError:

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
+from typing import Any
 
 import psycopg
 
@@ -37,7 +38,7 @@ class Migration:
     sql: str
 
 
-def storage_mode(conn: psycopg.Connection[object]) -> StorageMode:
+def storage_mode(conn: psycopg.Connection[Any]) -> StorageMode:
     """Say which mode is in use: TimescaleDB when its extension is installed or installable."""
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),"
@@ -67,7 +68,7 @@ def _wanted(migration: Migration, mode: StorageMode) -> bool:
     return (migration.variant == "timescale") == (mode is StorageMode.TIMESCALEDB)
 
 
-def apply_migrations(conn: psycopg.Connection[object]) -> list[str]:
+def apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
     """Apply the migrations not yet recorded, each in its own transaction.
 
     Returns:
@@ -82,7 +83,8 @@ def apply_migrations(conn: psycopg.Connection[object]) -> list[str]:
             " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (version, variant))"
         )
         conn.execute(
-            "CREATE TABLE IF NOT EXISTS storage_settings (key text PRIMARY KEY, value text NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS storage_settings"
+            " (key text PRIMARY KEY, value text NOT NULL)"
         )
         row = conn.execute("SELECT value FROM storage_settings WHERE key = 'mode'").fetchone()
         mode = StorageMode(row[0]) if row else storage_mode(conn)
@@ -114,7 +116,7 @@ def apply_migrations(conn: psycopg.Connection[object]) -> list[str]:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
 
 
-def recorded_mode(conn: psycopg.Connection[object]) -> StorageMode | None:
+def recorded_mode(conn: psycopg.Connection[Any]) -> StorageMode | None:
     """The mode recorded by `apply_migrations`, or None before the first migration."""
     try:
         row = conn.execute("SELECT value FROM storage_settings WHERE key = 'mode'").fetchone()

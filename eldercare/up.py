@@ -1,11 +1,173 @@
-"""`eldercare up`: the whole platform on one machine, with a simulated district."""
+"""`eldercare up`: the whole platform in one process, driving a simulated district."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
 from typing import Any
+
+import psycopg
+
+from alerting.service import AlertingService
+from alerting.settings import AlertingSettings
+from eldercare.broker import ensure_broker
+from firmware_sim import Simulation, generate_fleet
+from gateway import Fleet, fleet_to_dict, parse_fleet
+from ingest.db import connect
+from ingest.metrics import IngestMetrics
+from ingest.migrate import apply_migrations, recorded_mode
+from ingest.registry import import_fleet
+from ingest.service import IngestService
+from ingest.settings import IngestSettings
+
+logger = logging.getLogger(__name__)
 
 
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """Register `up`."""
-    del sub
+    p = sub.add_parser(
+        "up",
+        help="run broker, ingest, alerting and a simulated district in one process",
+        description=(
+            "Start the whole platform on one machine: a broker ($MQTT_URL, else the local "
+            "Mosquitto, else one started here), the database schema ($DATABASE_URL), ingest, "
+            "alerting, and a simulated district driving it. Prints live counts until Ctrl-C."
+        ),
+    )
+    p.add_argument("--elders", type=int, default=1000, help="district size (default 1000)")
+    p.add_argument("--fleet", type=Path, help="use this fleet file instead of generating one")
+    p.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    p.add_argument("--speed", type=float, default=1.0, help="time acceleration (default 1)")
+    p.add_argument("--duration", type=float, help="stop after this many real seconds")
+    p.add_argument("--prefix", default="", help="topic prefix (default none)")
+    p.add_argument(
+        "--rate-scale",
+        type=float,
+        default=20.0,
+        help="multiply spontaneous incident rates so a demo shows some (default 20)",
+    )
+    p.add_argument("--every", type=float, default=5.0, help="seconds between status lines")
+    p.set_defaults(handler=run_up)
+
+
+def _fleet(args: argparse.Namespace) -> Fleet:
+    if args.fleet is not None:
+        return parse_fleet(args.fleet.read_bytes())
+    fleet = generate_fleet(args.elders, seed=args.seed)
+    path = Path(tempfile.gettempdir()) / f"eldercare-fleet-{args.elders}-{args.seed}.json"
+    path.write_text(json.dumps(fleet_to_dict(fleet)), encoding="utf-8")
+    logger.info("fleet file written to %s", path)
+    return fleet
+
+
+def _prepare_database(url: str, fleet: Fleet) -> str:
+    with connect(url) as conn:
+        applied = apply_migrations(conn)
+        mode = recorded_mode(conn)
+        result = import_fleet(conn, fleet)
+    logger.info(
+        "database ready (%s mode, %d migration(s) applied); registry: %s",
+        mode,
+        len(applied),
+        result,
+    )
+    return str(mode)
+
+
+def _status_line(sim: Simulation, metrics: IngestMetrics, url: str) -> str:
+    reg = metrics.registry
+    stored = sum(
+        s.value
+        for m in reg.collect()
+        if m.name == "ingest_stored"
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+    dead = sum(
+        s.value
+        for m in reg.collect()
+        if m.name == "ingest_dead_letters"
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE status IN ('open', 'acknowledged', 'escalated')),"
+            " count(*) FROM alerts"
+        ).fetchone()
+    active, total = row if row else (0, 0)
+    st = sim.stats
+    return (
+        f"devices online {st.online}/{st.devices} | {st.rate_msg_s:.0f} msg/s | "
+        f"stored {stored:.0f} | dead letters {dead:.0f} | alerts active {active}, total {total} | "
+        f"incidents simulated {st.incidents}"
+    )
+
+
+def run_up(args: argparse.Namespace) -> int:
+    """Run the platform until Ctrl-C or `--duration`."""
+    broker = ensure_broker()
+    ingest_settings = IngestSettings(mqtt_url=broker, topic_prefix=args.prefix)
+    db_url = ingest_settings.database_url
+    try:
+        fleet = _fleet(args)
+        mode = _prepare_database(db_url, fleet)
+    except psycopg.OperationalError as exc:
+        print(
+            f"eldercare up: cannot reach the database at {db_url}: {exc}\n"
+            "Start PostgreSQL or TimescaleDB (docker compose up -d timescaledb) or set "
+            "DATABASE_URL.",
+            file=sys.stderr,
+        )
+        return 2
+    stop = threading.Event()
+    metrics = IngestMetrics()
+    ingest = IngestService(ingest_settings, metrics=metrics)
+    alerting = AlertingService(
+        AlertingSettings(mqtt_url=broker, database_url=db_url, topic_prefix=args.prefix)
+    )
+    threads = [
+        threading.Thread(target=svc.run, args=(stop,), name=name, daemon=True)
+        for name, svc in (("ingest", ingest), ("alerting", alerting))
+    ]
+    for t in threads:
+        t.start()
+    ingest.wait_subscribed(30)
+    alerting.ready.wait(30)
+    sim = Simulation(
+        fleet,
+        mqtt_url=broker,
+        prefix=args.prefix,
+        seed=args.seed,
+        speed=args.speed,
+        duration_s=args.duration,
+        rate_scale=args.rate_scale,
+    )
+    print(
+        f"eldercare up: broker {broker}, database {mode}, {len(fleet.elders)} elders, "
+        f"{len(fleet.devices)} devices, {len(fleet.care_centers)} care centres. "
+        f"Alerts are published on {args.prefix}eldercare/v1/alerts/+; Ctrl-C stops.",
+        file=sys.stderr,
+        flush=True,
+    )
+    sim_thread = sim.start()
+    try:
+        while sim_thread.is_alive():
+            sim_thread.join(args.every)
+            print(_status_line(sim, metrics, db_url), file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        print("stopping...", file=sys.stderr)
+    finally:
+        sim.stop()
+        sim_thread.join(30)
+        time.sleep(1.0)  # let the last QoS 1 messages reach ingest before it flushes
+        stop.set()
+        for t in threads:
+            t.join(30)
+    return 0

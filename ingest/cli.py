@@ -1,11 +1,132 @@
-"""Subcommands contributed by `ingest` to the `eldercare` command."""
+"""Subcommands contributed by `ingest`: `db migrate|info|stats`, `registry import`, `ingest`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
 from typing import Any
+
+from gateway import FleetError, parse_fleet
+from ingest.db import connect, dead_letter_counts, row_counts
+from ingest.migrate import apply_migrations, recorded_mode, storage_mode
+from ingest.registry import import_fleet
+from ingest.settings import IngestSettings, WriteMethod
+
+
+def _settings(**overrides: Any) -> IngestSettings:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return IngestSettings(**given)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    with connect(_settings().database_url) as conn:
+        applied = apply_migrations(conn)
+        mode = recorded_mode(conn)
+    print(f"storage mode: {mode.value if mode else 'unknown'}")
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    with connect(_settings().database_url) as conn:
+        mode = recorded_mode(conn)
+        detected = storage_mode(conn)
+        try:
+            rows = conn.execute(
+                "SELECT version, variant, name FROM schema_migrations ORDER BY version, variant"
+            ).fetchall()
+        except Exception:
+            conn.rollback()
+            rows = []
+    print(f"storage mode: {(mode or detected).value}" + ("" if mode else " (not migrated yet)"))
+    for version, variant, name in rows:
+        print(f"  {version}_{name}" + (f".{variant}" if variant else ""))
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    with connect(_settings().database_url) as conn:
+        mode = recorded_mode(conn)
+        rows, dead = row_counts(conn), dead_letter_counts(conn)
+    if args.json:
+        out = {"storage_mode": mode.value if mode else None, "rows": rows, "dead_letters": dead}
+        print(json.dumps(out, sort_keys=True))
+        return 0
+    print(f"storage mode: {mode.value if mode else None}")
+    for name, n in rows.items():
+        print(f"  {name:<18} {n}")
+    for reason, n in dead.items():
+        print(f"  dead {reason:<13} {n}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    try:
+        fleet = parse_fleet(Path(args.fleet).read_bytes())
+    except OSError as exc:
+        print(f"cannot read {args.fleet}: {exc}", file=sys.stderr)
+        return 2
+    except FleetError as exc:
+        print(f"{args.fleet}: {len(exc.errors)} error(s); nothing imported", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    with connect(_settings().database_url) as conn:
+        result = import_fleet(conn, fleet)
+    print(
+        f"{len(fleet.care_centers)} centre(s), {len(fleet.elders)} elder(s),"
+        f" {len(fleet.devices)} device(s); {result.changed} row(s) changed"
+    )
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from ingest.service import IngestService
+
+    settings = _settings(
+        topic_prefix=args.prefix,
+        metrics_port=args.metrics_port,
+        client_id=args.client_id,
+        batch_max=args.batch_max,
+        write_method=args.write_method,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    IngestService(settings).run(stop)
+    return 0
 
 
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """Register this package's subcommands."""
-    del sub
+    db = sub.add_parser("db", help="database schema and statistics")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("migrate", help="apply pending migrations").set_defaults(handler=_migrate)
+    db_sub.add_parser("info", help="print the storage mode and migrations").set_defaults(
+        handler=_info
+    )
+    stats = db_sub.add_parser("stats", help="rows per series and dead letters per reason")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.set_defaults(handler=_stats)
+
+    registry = sub.add_parser("registry", help="the device registry")
+    reg_sub = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    imp = reg_sub.add_parser("import", help="import a fleet file (contract §3)")
+    imp.add_argument("fleet", help="path of the fleet JSON file")
+    imp.set_defaults(handler=_import)
+
+    ing = sub.add_parser("ingest", help="consume device messages into the database")
+    ing.add_argument("--prefix", help="topic prefix before eldercare/v1 (INGEST_TOPIC_PREFIX)")
+    ing.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    ing.add_argument("--client-id", help="MQTT client id (a persistent session per id)")
+    ing.add_argument("--batch-max", type=int, help="messages per batch at most")
+    ing.add_argument("--write-method", choices=[m.value for m in WriteMethod])
+    ing.set_defaults(handler=_ingest)

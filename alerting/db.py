@@ -1,0 +1,207 @@
+"""Reads of the registry and stored telemetry that the alerting service needs (I/O only)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+
+from gateway.contract import DeviceType
+from gateway.fleet import CareCenter
+from gateway.messages import BandTelemetry, CaneTelemetry, Event, Message, SmokeTelemetry, Status
+
+logger = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[Any]
+
+
+def load_centers_on_duty(conn: Conn) -> list[tuple[CareCenter, bool]]:
+    """Every care centre with its `on_duty` flag."""
+    rows = conn.execute(
+        "SELECT id, name, lat, lon, capacity, coverage_km2, on_duty FROM care_centers ORDER BY id"
+    ).fetchall()
+    conn.commit()
+    return [
+        (CareCenter(str(i), str(n), float(la), float(lo), int(cap), float(cov)), bool(duty))
+        for i, n, la, lo, cap, cov, duty in rows
+    ]
+
+
+def _table_exists(conn: Conn, name: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def hourly_baselines(conn: Conn, since_ms: int) -> dict[str, list[float]]:
+    """Per elder, mean steps per local (UTC+8) hour of day since `since_ms`, from ingest's view."""
+    if not _table_exists(conn, "elder_activity_hourly"):
+        conn.commit()
+        return {}
+    rows = conn.execute(
+        "SELECT elder_id, extract(hour FROM bucket AT TIME ZONE 'Asia/Shanghai')::int AS h,"
+        " avg(steps)::float8, count(DISTINCT date_trunc('day', bucket)) FROM elder_activity_hourly"
+        " WHERE bucket >= to_timestamp(%s / 1000.0) GROUP BY elder_id, h",
+        (since_ms,),
+    ).fetchall()
+    conn.commit()
+    out: dict[str, list[float]] = {}
+    days: dict[str, int] = {}
+    for elder_id, hour, steps, n_days in rows:
+        out.setdefault(str(elder_id), [0.0] * 24)[int(hour)] = float(steps or 0.0)
+        days[str(elder_id)] = max(days.get(str(elder_id), 0), int(n_days))
+    # A baseline needs a few days of history; younger elders use the fixed rule.
+    return {e: v for e, v in out.items() if days.get(e, 0) >= 3}
+
+
+def _ms(column: str) -> str:
+    return f"(extract(epoch FROM {column}) * 1000)::bigint"
+
+
+def _events(conn: Conn, types: dict[str, DeviceType], since_ms: int) -> list[tuple[int, Message]]:
+    rows = conn.execute(
+        f"SELECT {_ms('received_at')}, device_id, {_ms('time')}, seq, battery_pct, event"
+        " FROM device_events WHERE received_at >= to_timestamp(%s / 1000.0)",
+        (since_ms,),
+    ).fetchall()
+    return [
+        (rec, Event(device_id=dev, type=types[dev], seq=seq, ts=ts, battery_pct=bat, event=ev))
+        for rec, dev, ts, seq, bat, ev in rows
+        if dev in types
+    ]
+
+
+def _smoke(conn: Conn, since_ms: int) -> list[tuple[int, Message]]:
+    rows = conn.execute(
+        f"SELECT {_ms('received_at')}, device_id, {_ms('time')}, seq, battery_pct, smoke_db_m,"
+        " temp_c FROM smoke_telemetry WHERE received_at >= to_timestamp(%s / 1000.0)",
+        (since_ms,),
+    ).fetchall()
+    return [
+        (
+            rec,
+            SmokeTelemetry(
+                device_id=dev,
+                type=DeviceType.SMOKE,
+                seq=seq,
+                ts=ts,
+                battery_pct=bat,
+                smoke_db_m=db_m,
+                temp_c=temp,
+            ),
+        )
+        for rec, dev, ts, seq, bat, db_m, temp in rows
+    ]
+
+
+def _bands(conn: Conn, since_ms: int) -> list[tuple[int, Message]]:
+    rows = conn.execute(
+        f"SELECT {_ms('received_at')}, device_id, {_ms('time')}, seq, battery_pct, lat, lon,"
+        " hacc_m, hr_bpm, steps, worn FROM band_telemetry"
+        " WHERE received_at >= to_timestamp(%s / 1000.0)",
+        (since_ms,),
+    ).fetchall()
+    return [
+        (
+            rec,
+            BandTelemetry(
+                device_id=dev,
+                type=DeviceType.BAND,
+                seq=seq,
+                ts=ts,
+                battery_pct=bat,
+                lat=lat,
+                lon=lon,
+                hacc_m=hacc,
+                hr_bpm=hr,
+                steps=steps,
+                worn=worn,
+            ),
+        )
+        for rec, dev, ts, seq, bat, lat, lon, hacc, hr, steps, worn in rows
+    ]
+
+
+def _canes(conn: Conn, since_ms: int) -> list[tuple[int, Message]]:
+    rows = conn.execute(
+        f"SELECT {_ms('received_at')}, device_id, {_ms('time')}, seq, battery_pct, rate_hz,"
+        " accel_g, lat, lon, hacc_m, hr_bpm FROM cane_telemetry"
+        " WHERE received_at >= to_timestamp(%s / 1000.0)",
+        (since_ms,),
+    ).fetchall()
+    out: list[tuple[int, Message]] = []
+    for rec, dev, ts, seq, bat, rate, accel, lat, lon, hacc, hr in rows:
+        triples = tuple(
+            (float(accel[i]), float(accel[i + 1]), float(accel[i + 2]))
+            for i in range(0, len(accel) - 2, 3)
+        )
+        out.append(
+            (
+                rec,
+                CaneTelemetry(
+                    device_id=dev,
+                    type=DeviceType.CANE,
+                    seq=seq,
+                    ts=ts,
+                    battery_pct=bat,
+                    rate_hz=rate,
+                    accel_g=triples,
+                    lat=lat,
+                    lon=lon,
+                    hacc_m=hacc,
+                    hr_bpm=hr,
+                ),
+            )
+        )
+    return out
+
+
+def _statuses(conn: Conn, types: dict[str, DeviceType], since_ms: int) -> list[tuple[int, Message]]:
+    rows = conn.execute(
+        f"SELECT {_ms('received_at')}, device_id, online, has_ts, {_ms('time')}, heartbeat_s,"
+        " battery_pct FROM device_status WHERE received_at >= to_timestamp(%s / 1000.0)",
+        (since_ms,),
+    ).fetchall()
+    return [
+        (
+            rec,
+            Status(
+                device_id=dev,
+                type=types[dev],
+                online=online,
+                ts=ts if has_ts else None,
+                heartbeat_s=hb,
+                battery_pct=bat,
+            ),
+        )
+        for rec, dev, online, has_ts, ts, hb, bat in rows
+        if dev in types
+    ]
+
+
+def recent_messages(
+    conn: Conn, types: dict[str, DeviceType], since_ms: int, cane_since_ms: int
+) -> list[tuple[int, Message]]:
+    """Stored messages received since `since_ms`, as (received ms, message), oldest first.
+
+    Used to catch the detectors up after a restart. Missing tables (ingest not migrated)
+    give nothing.
+    """
+    if not _table_exists(conn, "device_events"):
+        conn.commit()
+        return []
+    out = _events(conn, types, since_ms) + _smoke(conn, since_ms) + _bands(conn, since_ms)
+    out += _canes(conn, cane_since_ms) + _statuses(conn, types, since_ms)
+    conn.commit()
+    out.sort(key=lambda item: (item[0], item[1].ts or 0))
+    return out
+
+
+def last_seen(conn: Conn) -> dict[str, int]:
+    """Device id -> platform ms of the newest stored message (ingest's device_last_seen)."""
+    if not _table_exists(conn, "device_last_seen"):
+        conn.commit()
+        return {}
+    rows = conn.execute(f"SELECT device_id, {_ms('last_seen_at')} FROM device_last_seen").fetchall()
+    conn.commit()
+    return {str(d): int(t) for d, t in rows}

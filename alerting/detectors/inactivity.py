@@ -1,0 +1,113 @@
+"""Inactivity: far less movement than the elder's own hour-of-day baseline, or none at all."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from alerting.geo import local_hour
+from alerting.model import Clear, Finding, Trigger
+from gateway.contract import AlertKind, AlertStatus, Severity
+
+HOUR_MS = 3_600_000
+# Compare the last three hours: long enough that a nap or a quiet meal does not count.
+DEFAULT_WINDOW_H = 3
+# "Far less": under a tenth of what this elder usually moves at these hours.
+DEFAULT_RATIO = 0.1
+# Only meaningful when the baseline expects real movement (about 10 minutes of walking
+# at the ~100 steps/min cadence of older adults) over the window.
+MIN_EXPECTED_STEPS = 300.0
+# Fixed rule for elders with no history yet: no movement at all for 4 h in the daytime
+# (08:00-20:00), as in common telecare "activity monitoring" defaults.
+FALLBACK_H = 4
+DAY_START_H, DAY_END_H = 8, 20
+# Movement that closes the alert: a few minutes of walking.
+RESUME_STEPS = 100.0
+# A cane moving for one second is counted as 1.5 steps (older adults' cadence ~90-100/min).
+CANE_STEPS_PER_S = 1.5
+
+
+@dataclass(slots=True)
+class _Elder:
+    moves: deque[tuple[int, float]] = field(default_factory=deque)
+    first_ms: int | None = None
+    device_id: str = ""
+    baseline: tuple[float, ...] | None = None
+    alerted: bool = False
+    checked_ms: int = 0
+
+
+class InactivityDetector:
+    """Keeps each elder's movement over the last hours and compares it with their baseline."""
+
+    def __init__(self, window_h: int = DEFAULT_WINDOW_H, ratio: float = DEFAULT_RATIO) -> None:
+        self.window_h = window_h
+        self.ratio = ratio
+        self._elders: dict[str, _Elder] = {}
+
+    def set_baseline(self, elder_id: str, steps_by_hour: Sequence[float]) -> None:
+        """Set the elder's usual steps per local hour of day (24 values) from stored history."""
+        if len(steps_by_hour) != 24:
+            raise ValueError("a baseline has 24 hourly values")
+        self._elders.setdefault(elder_id, _Elder()).baseline = tuple(
+            float(v) for v in steps_by_hour
+        )
+
+    def mark_alerted(self, elder_id: str) -> None:
+        """Note that an active inactivity alert exists (state reload)."""
+        self._elders.setdefault(elder_id, _Elder()).alerted = True
+
+    def on_movement(self, elder_id: str, device_id: str, ts: int, steps: float) -> list[Finding]:
+        """Record movement (steps, or cane seconds converted) measured at device time `ts`."""
+        elder = self._elders.setdefault(elder_id, _Elder())
+        if elder.first_ms is None:
+            elder.first_ms = ts
+        elder.device_id = device_id
+        elder.moves.append((ts, steps))
+        while elder.moves and elder.moves[0][0] < ts - max(self.window_h, FALLBACK_H) * HOUR_MS:
+            elder.moves.popleft()
+        if elder.alerted and self._moved(elder, ts - HOUR_MS, ts) >= RESUME_STEPS:
+            elder.alerted = False
+            note = "movement resumed"
+            return [Clear(AlertKind.INACTIVITY, device_id, ts, AlertStatus.RESOLVED, note)]
+        return []
+
+    def tick(self, now_ms: int) -> list[Finding]:
+        """Check each elder at most once a minute."""
+        out: list[Finding] = []
+        for elder in self._elders.values():
+            if elder.alerted or elder.first_ms is None or now_ms - elder.checked_ms < 60_000:
+                continue
+            elder.checked_ms = now_ms
+            finding = self._check(elder, now_ms)
+            if finding is not None:
+                elder.alerted = True
+                out.append(finding)
+        return out
+
+    @staticmethod
+    def _moved(elder: _Elder, since_ms: int, until_ms: int) -> float:
+        return sum(s for t, s in elder.moves if since_ms <= t <= until_ms)
+
+    def _check(self, elder: _Elder, now_ms: int) -> Trigger | None:
+        assert elder.first_ms is not None
+        if elder.baseline is not None and sum(elder.baseline) > 0:
+            if now_ms - elder.first_ms < self.window_h * HOUR_MS:
+                return None
+            hours = [local_hour(now_ms - k * HOUR_MS) for k in range(1, self.window_h + 1)]
+            expected = sum(elder.baseline[h] for h in hours)
+            moved = self._moved(elder, now_ms - self.window_h * HOUR_MS, now_ms)
+            if expected >= MIN_EXPECTED_STEPS and moved < self.ratio * expected:
+                reason = f"{moved:.0f} steps in {self.window_h} h, usually {expected:.0f}"
+                return Trigger(
+                    AlertKind.INACTIVITY, Severity.MEDIUM, elder.device_id, now_ms, reason
+                )
+            return None
+        hour = local_hour(now_ms)
+        if not DAY_START_H <= hour < DAY_END_H or now_ms - elder.first_ms < FALLBACK_H * HOUR_MS:
+            return None
+        if self._moved(elder, now_ms - FALLBACK_H * HOUR_MS, now_ms) <= 0:
+            reason = f"no movement for {FALLBACK_H} h in the daytime (no baseline yet)"
+            return Trigger(AlertKind.INACTIVITY, Severity.MEDIUM, elder.device_id, now_ms, reason)
+        return None

@@ -1,0 +1,84 @@
+"""Wandering: a band leaving its elder's safe zone, robust to GPS noise, faster at night."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alerting.geo import distance_m, is_night
+from alerting.model import Finding, Trigger
+from gateway.contract import AlertKind, Severity
+
+# GPS wristbands are good to ~10 m in the open and tens of metres in narrow streets
+# (multipath; /work/shared/data/README.md). A fix counts as confidently outside when it is
+# beyond the zone by more than `hacc_factor` x its reported 68 % accuracy radius.
+DEFAULT_HACC_FACTOR = 1.0
+# Fixes worse than this say little about which side of a 300 m boundary the wearer is on.
+DEFAULT_MAX_HACC_M = 150.0
+
+
+@dataclass(frozen=True, slots=True)
+class SafeZone:
+    """The elder's safe zone: home and radius (contract §3)."""
+
+    lat: float
+    lon: float
+    radius_m: float
+
+
+@dataclass(slots=True)
+class _Track:
+    streak: int = 0
+    alerted: bool = False
+
+
+class WanderingDetector:
+    """Counts consecutive fixes outside the zone; raises sooner when a fix is clearly outside.
+
+    By day two consecutive outside fixes are needed (one of them clear of the GPS noise),
+    or three in a row; at night, when wandering people with dementia are most at risk,
+    one clear fix or two in a row are enough.
+    """
+
+    def __init__(
+        self,
+        zones: dict[str, SafeZone] | None = None,
+        *,
+        hacc_factor: float = DEFAULT_HACC_FACTOR,
+        max_hacc_m: float = DEFAULT_MAX_HACC_M,
+    ) -> None:
+        self._zones: dict[str, SafeZone] = dict(zones or {})
+        self._tracks: dict[str, _Track] = {}
+        self.hacc_factor = hacc_factor
+        self.max_hacc_m = max_hacc_m
+
+    def set_zone(self, device_id: str, zone: SafeZone) -> None:
+        """Set the safe zone a band is checked against."""
+        self._zones[device_id] = zone
+
+    def mark_alerted(self, device_id: str) -> None:
+        """Note that an active wandering alert exists for this band (state reload)."""
+        self._tracks.setdefault(device_id, _Track()).alerted = True
+
+    def on_fix(
+        self, device_id: str, ts: int, lat: float, lon: float, hacc_m: float
+    ) -> list[Finding]:
+        """Handle one GPS fix of a band (device clock `ts`)."""
+        zone = self._zones.get(device_id)
+        if zone is None or hacc_m > self.max_hacc_m:
+            return []
+        track = self._tracks.setdefault(device_id, _Track())
+        beyond_m = distance_m(zone.lat, zone.lon, lat, lon) - zone.radius_m
+        if beyond_m <= 0:
+            track.streak = 0
+            track.alerted = False
+            return []
+        track.streak += 1
+        clear = beyond_m > self.hacc_factor * hacc_m
+        night = is_night(ts)
+        needed = (1 if clear else 2) if night else (2 if clear else 3)
+        if track.streak < needed:
+            return []
+        track.alerted = True
+        severity = Severity.CRITICAL if night else Severity.HIGH
+        reason = f"{beyond_m:.0f} m outside the safe zone ({track.streak} fixes, ±{hacc_m:.0f} m)"
+        return [Trigger(AlertKind.WANDERING, severity, device_id, ts, reason, lat, lon)]

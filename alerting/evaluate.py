@@ -1,0 +1,237 @@
+"""`eldercare eval`: score the detectors on a simulated district with injected incidents.
+
+The simulator runs in-process, accelerated, against the real broker; the alerting service
+runs in-process too, on a clock that follows the simulated time, against a fresh database
+schema. Seeds: thresholds were tuned on runs with seeds 5001-5003 (`--seed 5001`); the
+figures reported use the default scoring seed 7001, which is never used for tuning. The fall
+model's own training and validation seeds are listed in alerting/models/fall_v1.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from alerting import store
+from alerting.lifecycle import AlertRow
+from alerting.observer import WireObserver
+from alerting.scoring import Truth, format_table, score
+from alerting.service import AlertingService
+from alerting.settings import AlertingSettings
+from firmware_sim.district import generate_fleet
+from firmware_sim.incidents import Incident
+from firmware_sim.scenario import Injection
+from firmware_sim.simulation import Simulation
+from gateway.contract import DeviceType
+from gateway.fleet import Fleet
+from ingest.migrate import apply_migrations
+from ingest.registry import import_fleet
+
+logger = logging.getLogger(__name__)
+
+SCORING_SEED = 7001
+TUNING_SEEDS = (5001, 5002, 5003)
+_CANE_REAL = ("fall", "fall_recovery")
+_CANE_NUISANCE = ("sit_hard", "drop_cane", "stumble")
+
+
+def add_eval_command(sub: argparse._SubParsersAction[Any]) -> None:
+    """Register `eval`."""
+    p = sub.add_parser("eval", help="score the detectors on a simulated district")
+    p.add_argument("--elders", type=int, default=30)
+    p.add_argument("--seed", type=int, default=SCORING_SEED)
+    p.add_argument("--speed", type=float, default=20.0, help="simulated seconds per real second")
+    p.add_argument("--duration", type=float, default=180.0, help="real seconds to run")
+    p.add_argument(
+        "--pooled",
+        type=int,
+        default=0,
+        help="share N broker connections among the simulated devices (no Wills)",
+    )
+    p.add_argument(
+        "--dump",
+        type=Path,
+        default=None,
+        help="write ground_truth.jsonl and alerts.jsonl into this directory",
+    )
+    p.add_argument("--keep-schema", action="store_true", help="keep the database schema")
+    p.set_defaults(handler=_eval)
+
+
+def plan_injections(fleet: Fleet, seed: int, sim_s: float) -> list[Injection]:
+    """Incidents and nuisances for every elder, spread over the run (seeded)."""
+    rng = np.random.default_rng(seed)
+    by_elder: dict[str, dict[DeviceType, str]] = {}
+    hb = {d.id: d.heartbeat_s for d in fleet.devices}
+    for d in fleet.devices:
+        by_elder.setdefault(d.elder_id, {})[d.type] = d.id
+    out: list[Injection] = []
+    usable = sim_s - 200.0
+    for elder in fleet.elders:
+        devs = by_elder.get(elder.id, {})
+        slots = iter(rng.permutation(np.linspace(60.0, usable * 0.6, 8)))
+        if DeviceType.CANE in devs:
+            out.append(Injection(str(rng.choice(_CANE_REAL)), elder.id, float(next(slots))))
+            out.append(Injection(str(rng.choice(_CANE_NUISANCE)), elder.id, float(next(slots))))
+        out.append(Injection("sos", elder.id, float(next(slots))))
+        if rng.random() < 0.5:
+            out.append(Injection("cancel", elder.id, float(next(slots))))
+        if DeviceType.BAND in devs and rng.random() < 0.7:
+            out.append(Injection("wander", elder.id, float(rng.uniform(60.0, usable * 0.5))))
+        if DeviceType.SMOKE in devs:
+            kind = str(rng.choice(["smoke", "cooking", "steam"], p=[0.4, 0.3, 0.3]))
+            out.append(Injection(kind, devs[DeviceType.SMOKE], float(next(slots))))
+        victim = str(rng.choice(list(devs.values())))
+        limit_s = 2.5 * hb[victim] + 60.0
+        if rng.random() < 0.5 and sim_s - limit_s > usable * 0.6:
+            kind = "offline" if rng.random() < 0.5 else "silent"
+            out.append(Injection(kind, victim, float(rng.uniform(usable * 0.6, sim_s - limit_s))))
+    return out
+
+
+class _SimClock:
+    """The simulated clock, pinned to the start until the simulation runs."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.started = False
+
+    def __call__(self) -> int:
+        return self.sim.sim_now_ms() if self.started else self.sim.start_ms
+
+
+def _schema(database_url: str, name: str) -> str:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{name}"')
+    sep = "&" if "?" in database_url else "?"
+    return f"{database_url}{sep}options=-csearch_path%3D{name}"
+
+
+def _prepare(args: argparse.Namespace, base: AlertingSettings, fleet: Fleet, tag: str) -> str:
+    """A fresh schema holding the fleet; returns its DATABASE_URL."""
+    url = _schema(base.database_url, f"eval_{tag}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        apply_migrations(conn)
+    with psycopg.connect(url) as conn:
+        import_fleet(conn, fleet)
+        conn.commit()
+    return url
+
+
+def _simulate(
+    args: argparse.Namespace, sim: Simulation, service: AlertingService, url: str
+) -> list[AlertRow]:
+    """Run the service and the simulation side by side; returns the alerts raised."""
+    clock = service.clock
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        if not service.ready.wait(30):
+            raise RuntimeError("the alerting service did not start")
+        assert isinstance(clock, _SimClock)
+        clock.started = True
+        sim.run()
+        time.sleep(2.0)
+        with psycopg.connect(url) as conn:
+            return store.list_alerts(conn, None, 1_000_000)
+    finally:
+        stop.set()
+        thread.join(15)
+
+
+def run_eval(args: argparse.Namespace, base: AlertingSettings) -> str:
+    """Run one scored simulation; returns the report text."""
+    fleet = generate_fleet(args.elders, args.seed)
+    sim_s = args.duration * args.speed
+    tag = uuid.uuid4().hex[:8]
+    url, prefix = _prepare(args, base, fleet, tag), f"eval-{tag}/"
+    sim = Simulation(
+        fleet,
+        mqtt_url=base.mqtt_url,
+        prefix=prefix,
+        seed=args.seed,
+        speed=args.speed,
+        duration_s=args.duration,
+        pooled=args.pooled,
+        injections=plan_injections(fleet, args.seed, sim_s),
+    )
+    settings = base.model_copy(
+        update={
+            "database_url": url,
+            "topic_prefix": prefix,
+            "client_id": f"alerting-eval-{tag}",
+            "tick_s": min(base.tick_s, 0.05),
+            "session_expiry_s": 0,
+        }
+    )
+    service = AlertingService(settings, clock=_SimClock(sim))
+    observer = WireObserver(base.mqtt_url, prefix, fleet, record_canes=args.dump is not None)
+    t0 = time.monotonic()
+    try:
+        alerts = _simulate(args, sim, service, url)
+    finally:
+        observer.close()
+        if not args.keep_schema:
+            with psycopg.connect(base.database_url, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "eval_{tag}" CASCADE')
+    if args.dump is not None:
+        _dump(args.dump, sim.incidents, alerts)
+        with (args.dump / "canes.jsonl").open("w") as out:
+            for device_id, windows in observer.canes.items():
+                for ts, rate_hz, accel in windows:
+                    out.write(json.dumps([device_id, ts, rate_hz, accel]) + "\n")
+    truths = [
+        Truth(
+            i.kind,
+            i.real,
+            i.elder_id,
+            i.device_id,
+            i.start_ts,
+            observer.ref_ts(i),
+            observer.observable(i),
+        )
+        for i in sim.incidents
+    ]
+    scores = score(truths, alerts, Counter(d.type for d in fleet.devices), sim_s / 86_400)
+    return "\n".join(
+        [
+            f"eval: seed {args.seed}, {args.elders} elders, {len(fleet.devices)} devices,"
+            f" speed {args.speed:g}x, {args.duration:g} s real = {sim_s / 3600:.2f} simulated h,"
+            f" wall {time.monotonic() - t0:.0f} s",
+            f"ground truth: {dict(Counter((i.kind, i.real) for i in sim.incidents))}",
+            f"service: {service.stats}",
+            "delays: from incident onset (p50/p99 s, simulated), and from when it became"
+            " detectable on the wire (ref: smoke over 0.05 dB/m, first fix outside the zone)",
+            format_table(scores),
+            observer.wandering_report(alerts, sim.incidents),
+            observer.offline_report(alerts, sim.incidents),
+            observer.processing_report(alerts, args.speed),
+        ]
+    )
+
+
+def _dump(out_dir: Path, incidents: list[Incident], alerts: list[AlertRow]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "ground_truth.jsonl").write_text("".join(f"{i.to_json()}\n" for i in incidents))
+    rows = [
+        json.dumps({**asdict(a.to_message()), "closed_ts": a.closed_ts}, default=str)
+        for a in alerts
+    ]
+    (out_dir / "alerts.jsonl").write_text("".join(f"{r}\n" for r in rows))
+
+
+def _eval(args: argparse.Namespace) -> int:
+    print(run_eval(args, AlertingSettings()))
+    return 0

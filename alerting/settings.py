@@ -1,0 +1,49 @@
+"""Settings of the alerting service (env prefix ALERTING_, shared DATABASE_URL and MQTT_URL)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.contract import Severity
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+
+
+class AlertingSettings(BaseSettings):
+    """Configuration of `eldercare alerting` and the alert CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="ALERTING_", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL, validation_alias=AliasChoices("database_url", "DATABASE_URL")
+    )
+    mqtt_url: str = Field(DEFAULT_MQTT_URL, validation_alias=AliasChoices("mqtt_url", "MQTT_URL"))
+    topic_prefix: str = ""
+    client_id: str = "eldercare-alerting"
+    share_group: str = "alerting"
+    # A persistent session keeps QoS 1 messages queued across a restart (MQTT 5 §3.1.2.11.2).
+    session_expiry_s: int = 3600
+    # Default escalation deadlines: 60 s is the telecare answer-time standard for critical calls.
+    escalate_critical_s: float = 60.0
+    escalate_high_s: float = 120.0
+    escalate_medium_s: float = 300.0
+    escalate_low_s: float = 900.0
+    reminder_s: float | None = None
+    tick_s: float = 0.5
+    centers_reload_s: float = 5.0
+    catchup_s: float = 900.0
+    sos_grace_s: float = 30.0
+    will_grace_s: float = 60.0
+    fall_model_path: str | None = None
+    baseline_days: int = 14
+
+    def deadlines_s(self) -> dict[Severity, float]:
+        """Escalation deadline per severity, in seconds."""
+        return {
+            Severity.CRITICAL: self.escalate_critical_s,
+            Severity.HIGH: self.escalate_high_s,
+            Severity.MEDIUM: self.escalate_medium_s,
+            Severity.LOW: self.escalate_low_s,
+        }

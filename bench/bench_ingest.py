@@ -1,0 +1,236 @@
+"""Ingest throughput against the raw QoS 1 broker ceiling, in one run.
+
+Prints: the raw ceiling (publisher -> Mosquitto -> a subscriber that only counts, QoS 1), ingest
+throughput (published -> committed), their ratio, and the bare COPY rate for the same rows.
+Starts its own Mosquitto with gateway/mosquitto.conf and uses its own database schema.
+
+Usage: python bench/bench_ingest.py [-n 20000] [--devices 300] [--batch-max 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import psycopg
+
+from eldercare.broker import free_port, start_mosquitto, stop
+from gateway import (
+    BandTelemetry,
+    CaneTelemetry,
+    CareCenter,
+    Device,
+    DeviceType,
+    Elder,
+    Fleet,
+    Message,
+    SmokeTelemetry,
+    encode_message,
+)
+from gateway.mqtt import connect_properties, make_client
+from ingest.batch import Inbound, build_batch
+from ingest.db import BatchWriter, connect
+from ingest.migrate import StorageMode, apply_migrations
+from ingest.registry import import_fleet, load_registry
+from ingest.service import IngestService
+from ingest.settings import IngestSettings, WriteMethod
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def make_stream(n: int, devices: int, prefix: str) -> tuple[Fleet, list[tuple[str, bytes]]]:
+    rng = random.Random(1)
+    elders = tuple(Elder(f"el-b{i}", "x", 39.9, 116.3) for i in range(devices))
+    types = (DeviceType.BAND, DeviceType.SMOKE, DeviceType.CANE)
+    devs = tuple(Device(f"dev-b{i:05d}", types[i % 3], f"el-b{i}") for i in range(devices))
+    fleet = Fleet((CareCenter("cc-b", "x", 39.9, 116.3),), elders, devs)
+    base = time.time_ns() // 1_000_000 - 3_600_000
+    out = []
+    for k in range(n):
+        d = devs[k % devices]
+        seq, ts = k // devices, base + k
+        msg: Message
+        if d.type is DeviceType.BAND:
+            msg = BandTelemetry(
+                device_id=d.id,
+                type=d.type,
+                seq=seq,
+                ts=ts,
+                battery_pct=80.0,
+                lat=39.9,
+                lon=116.3,
+                hacc_m=8.0,
+                hr_bpm=70,
+                steps=3,
+                worn=True,
+            )
+        elif d.type is DeviceType.SMOKE:
+            msg = SmokeTelemetry(
+                device_id=d.id, type=d.type, seq=seq, ts=ts, smoke_db_m=0.0, temp_c=21.0
+            )
+        else:  # a short resting window (contract §1: one short window every 60 s at rest)
+            accel = tuple((rng.gauss(0, 0.01), rng.gauss(0, 0.01), 1.0) for _ in range(10))
+            msg = CaneTelemetry(
+                device_id=d.id, type=d.type, seq=seq, ts=ts, rate_hz=50, accel_g=accel
+            )
+        out.append(encode_message(msg, prefix))
+    return fleet, out
+
+
+def publish_all(url_port: int, stream: list[tuple[str, bytes]]) -> float:
+    """Publish QoS 1 as fast as the broker acknowledges; returns the start time."""
+    client = make_client(f"bench-pub-{uuid.uuid4().hex[:6]}")
+    client.max_inflight_messages_set(1000)  # far below paho's 65,535 message ids
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", url_port)
+    client.loop_start()
+    started = time.perf_counter()
+    infos = [client.publish(t, p, qos=1) for t, p in stream]
+    for info in infos:
+        info.wait_for_publish(120)
+    client.disconnect()
+    client.loop_stop()
+    return started
+
+
+def raw_ceiling(port: int, stream: list[tuple[str, bytes]], prefix: str) -> float:
+    done = threading.Event()
+    count = [0]
+    last = [0.0]
+
+    def on_message(c: paho.Client, u: object, m: paho.MQTTMessage) -> None:
+        count[0] += 1
+        if count[0] == len(stream):
+            last[0] = time.perf_counter()
+            done.set()
+
+    sub = make_client(f"bench-sub-{uuid.uuid4().hex[:6]}")
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", port, properties=connect_properties(receive_maximum=4000))
+    sub.subscribe(f"$share/raw/{prefix}eldercare/v1/devices/+/+", qos=1)
+    sub.loop_start()
+    time.sleep(0.5)
+    started = publish_all(port, stream)
+    done.wait(300)
+    sub.disconnect()
+    sub.loop_stop()
+    return len(stream) / (last[0] - started)
+
+
+def run_ingest(
+    port: int,
+    url: str,
+    stream: list[tuple[str, bytes]],
+    prefix: str,
+    batch_max: int,
+    method: WriteMethod,
+) -> float:
+    settings = IngestSettings(
+        database_url=url,
+        mqtt_url=f"mqtt://127.0.0.1:{port}",
+        topic_prefix=prefix,
+        client_id=f"bench-{uuid.uuid4().hex[:6]}",
+        batch_max=batch_max,
+        write_method=method,
+    )
+    service = IngestService(settings)
+    stop_event = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop_event,), daemon=True)
+    thread.start()
+    assert service.wait_subscribed(30)
+    started = publish_all(port, stream)
+    stored = service.metrics.stored
+    while sum(
+        stored.labels(k)._value.get()
+        for k in ("band_telemetry", "smoke_telemetry", "cane_telemetry")
+    ) < len(stream):
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    stop_event.set()
+    thread.join(30)
+    with psycopg.connect(url) as conn:
+        n = sum(
+            conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+            for t in ("band_telemetry", "smoke_telemetry", "cane_telemetry")
+        )
+    assert n == len(stream), f"loss: stored {n} of {len(stream)}"
+    return len(stream) / elapsed
+
+
+def bare_copy(
+    url: str, stream: list[tuple[str, bytes]], batch_max: int, prefix: str
+) -> tuple[float, float]:
+    """(decode rate, COPY+commit rate) of the same rows, without MQTT."""
+    with connect(url) as conn:
+        registry = load_registry(conn)
+        conn.rollback()
+        now = time.time_ns() // 1_000_000
+        items = [Inbound(t, p, now) for t, p in stream]
+        t0 = time.perf_counter()
+        batches = [
+            build_batch(items[i : i + batch_max], registry, prefix)
+            for i in range(0, len(items), batch_max)
+        ]
+        t1 = time.perf_counter()
+        writer = BatchWriter(WriteMethod.COPY, StorageMode.POSTGRESQL)
+        for batch in batches:
+            writer.write(conn, batch)
+        t2 = time.perf_counter()
+    return len(items) / (t1 - t0), len(items) / (t2 - t1)
+
+
+def schema(base: str, fleet: Fleet) -> tuple[str, str]:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{name}"
+    with connect(url) as conn:
+        apply_migrations(conn)
+        import_fleet(conn, fleet)
+    return name, url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=20000)
+    parser.add_argument("--devices", type=int, default=300)
+    parser.add_argument("--batch-max", type=int, default=2000)
+    parser.add_argument("--write-method", default="copy", choices=["copy", "unnest"])
+    args = parser.parse_args()
+    port = free_port()
+    broker = start_mosquitto(port, Path(tempfile.mkdtemp(prefix="bench-mosq-")))
+    schemas = []
+    try:
+        fleet, stream = make_stream(args.n, args.devices, "bench/")
+        raw = raw_ceiling(port, stream, "bench/")
+        name, url = schema(DATABASE_URL, fleet)
+        schemas.append(name)
+        ingest = run_ingest(
+            port, url, stream, "bench/", args.batch_max, WriteMethod(args.write_method)
+        )
+        name2, url2 = schema(DATABASE_URL, fleet)
+        schemas.append(name2)
+        decode_rate, copy_rate = bare_copy(url2, stream, args.batch_max, "bench/")
+        assert copy_rate > 0
+        print(f"messages            {args.n} ({args.devices} devices: band, smoke, cane)")
+        print(f"raw QoS 1 ceiling   {raw:10.0f} msg/s  (publisher -> mosquitto -> counter)")
+        print(f"ingest              {ingest:10.0f} msg/s  (published -> committed, zero loss)")
+        print(f"ingest / raw        {ingest / raw:10.2f}")
+        print(f"decode only         {decode_rate:10.0f} msg/s  (gateway.decode + batching)")
+        print(f"bare COPY + commit  {copy_rate:10.0f} rows/s (batches of {args.batch_max})")
+    finally:
+        stop(broker)
+        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+            for name in schemas:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Registry of contract §3 in the database: fleet import (one transaction) and loaders."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from gateway import CareCenter, Device, DeviceType, Elder, Family, Fleet
+
+logger = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[Any]
+
+# Each upsert changes a row only when a value differs, so a re-import touches nothing
+# (`updated_at` stays put and xmin does not move).
+_CENTERS = (
+    "INSERT INTO care_centers AS t (id, name, lat, lon, capacity, coverage_km2)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[], %s::int[],"
+    " %s::float8[])"
+    " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, lat = EXCLUDED.lat, lon = EXCLUDED.lon,"
+    " capacity = EXCLUDED.capacity, coverage_km2 = EXCLUDED.coverage_km2, updated_at = now()"
+    " WHERE (t.name, t.lat, t.lon, t.capacity, t.coverage_km2) IS DISTINCT FROM"
+    " (EXCLUDED.name, EXCLUDED.lat, EXCLUDED.lon, EXCLUDED.capacity, EXCLUDED.coverage_km2)"
+)
+_ELDERS = (
+    "INSERT INTO elders AS t (id, name, home_lat, home_lon, safe_radius_m)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[], %s::float8[])"
+    " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, home_lat = EXCLUDED.home_lat,"
+    " home_lon = EXCLUDED.home_lon, safe_radius_m = EXCLUDED.safe_radius_m, updated_at = now()"
+    " WHERE (t.name, t.home_lat, t.home_lon, t.safe_radius_m) IS DISTINCT FROM"
+    " (EXCLUDED.name, EXCLUDED.home_lat, EXCLUDED.home_lon, EXCLUDED.safe_radius_m)"
+)
+_FAMILIES = (
+    "INSERT INTO families AS t (id, name) SELECT * FROM unnest(%s::text[], %s::text[])"
+    " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name"
+    " WHERE t.name IS DISTINCT FROM EXCLUDED.name"
+)
+_LINKS_DELETE = (
+    "DELETE FROM elder_families AS l WHERE l.elder_id = ANY(%s::text[]) AND NOT EXISTS"
+    " (SELECT 1 FROM unnest(%s::text[], %s::text[]) AS u (e, f) WHERE u.e = l.elder_id"
+    " AND u.f = l.family_id)"
+)
+_LINKS_INSERT = (
+    "INSERT INTO elder_families (elder_id, family_id) SELECT * FROM unnest(%s::text[], %s::text[])"
+    " ON CONFLICT DO NOTHING"
+)
+_DEVICES = (
+    "INSERT INTO devices AS t (id, type, elder_id, heartbeat_s)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[])"
+    " ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, elder_id = EXCLUDED.elder_id,"
+    " heartbeat_s = EXCLUDED.heartbeat_s, updated_at = now()"
+    " WHERE (t.type, t.elder_id, t.heartbeat_s) IS DISTINCT FROM"
+    " (EXCLUDED.type, EXCLUDED.elder_id, EXCLUDED.heartbeat_s)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """Rows inserted or changed by one import, per table (all zero for a re-import)."""
+
+    care_centers: int
+    elders: int
+    families: int
+    elder_families: int
+    devices: int
+
+    @property
+    def changed(self) -> int:
+        """Total rows inserted, updated or deleted."""
+        return self.care_centers + self.elders + self.families + self.elder_families + self.devices
+
+
+def import_fleet(conn: Conn, fleet: Fleet) -> ImportResult:
+    """Upsert a validated fleet (see `gateway.parse_fleet`) in one transaction.
+
+    Entities missing from the file are kept (a file may cover part of the fleet); an elder's
+    family links become exactly those of the file.
+
+    Raises:
+        psycopg.Error: nothing is applied then.
+    """
+    c, e = fleet.care_centers, fleet.elders
+    families = {f.id: f for elder in e for f in elder.families}
+    links = [(elder.id, f.id) for elder in e for f in elder.families]
+    with conn.transaction():
+        n_centers = conn.execute(
+            _CENTERS,
+            (
+                [x.id for x in c],
+                [x.name for x in c],
+                [x.lat for x in c],
+                [x.lon for x in c],
+                [x.capacity for x in c],
+                [x.coverage_km2 for x in c],
+            ),
+        ).rowcount
+        n_elders = conn.execute(
+            _ELDERS,
+            (
+                [x.id for x in e],
+                [x.name for x in e],
+                [x.home_lat for x in e],
+                [x.home_lon for x in e],
+                [x.safe_radius_m for x in e],
+            ),
+        ).rowcount
+        n_families = conn.execute(
+            _FAMILIES, ([f.id for f in families.values()], [f.name for f in families.values()])
+        ).rowcount
+        link_e, link_f = [a for a, _ in links], [b for _, b in links]
+        n_links = conn.execute(_LINKS_DELETE, ([x.id for x in e], link_e, link_f)).rowcount
+        n_links += conn.execute(_LINKS_INSERT, (link_e, link_f)).rowcount
+        d = fleet.devices
+        n_devices = conn.execute(
+            _DEVICES,
+            (
+                [x.id for x in d],
+                [x.type.value for x in d],
+                [x.elder_id for x in d],
+                [x.heartbeat_s for x in d],
+            ),
+        ).rowcount
+    result = ImportResult(n_centers, n_elders, n_families, n_links, n_devices)
+    logger.info("fleet import changed %d row(s)", result.changed)
+    return result
+
+
+def load_registry(conn: Conn) -> dict[str, DeviceType]:
+    """Device id -> registered type, for `gateway.decode(registry=...)`."""
+    rows = conn.execute("SELECT id, type FROM devices").fetchall()
+    return {str(device_id): DeviceType(dtype) for device_id, dtype in rows}
+
+
+def load_devices(conn: Conn) -> dict[str, Device]:
+    """Device id -> registered device (type, elder, heartbeat)."""
+    rows = conn.execute("SELECT id, type, elder_id, heartbeat_s FROM devices").fetchall()
+    return {str(i): Device(str(i), DeviceType(t), str(el), int(hb)) for i, t, el, hb in rows}
+
+
+def load_elders(conn: Conn) -> dict[str, Elder]:
+    """Elder id -> elder, with the linked families."""
+    links: dict[str, list[Family]] = {}
+    for elder_id, fam_id, fam_name in conn.execute(
+        "SELECT l.elder_id, f.id, f.name FROM elder_families AS l"
+        " JOIN families AS f ON f.id = l.family_id ORDER BY l.elder_id, f.id"
+    ).fetchall():
+        links.setdefault(str(elder_id), []).append(Family(str(fam_id), str(fam_name)))
+    rows = conn.execute(
+        "SELECT id, name, home_lat, home_lon, safe_radius_m FROM elders ORDER BY id"
+    ).fetchall()
+    return {
+        str(i): Elder(str(i), str(n), float(la), float(lo), float(r), tuple(links.get(str(i), ())))
+        for i, n, la, lo, r in rows
+    }
+
+
+def load_centers(conn: Conn) -> dict[str, CareCenter]:
+    """Care-centre id -> centre."""
+    rows = conn.execute(
+        "SELECT id, name, lat, lon, capacity, coverage_km2 FROM care_centers ORDER BY id"
+    ).fetchall()
+    return {
+        str(i): CareCenter(str(i), str(n), float(la), float(lo), int(cap), float(cov))
+        for i, n, la, lo, cap, cov in rows
+    }
+
+
+def load_fleet(conn: Conn) -> Fleet:
+    """The whole registry as a `Fleet` (same shape as a fleet file)."""
+    return Fleet(
+        tuple(load_centers(conn).values()),
+        tuple(load_elders(conn).values()),
+        tuple(sorted(load_devices(conn).values(), key=lambda d: d.id)),
+    )

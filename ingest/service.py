@@ -1,0 +1,216 @@
+"""The ingest service: broker -> decode -> batch -> database -> acknowledge, with recovery."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from gateway import DeviceType
+from ingest.batch import Batch, Inbound, build_batch, unknown_devices
+from ingest.db import RETRYABLE, BatchWriter, Conn, WriteResult, connect
+from ingest.metrics import IngestMetrics
+from ingest.migrate import recorded_mode, storage_mode
+from ingest.mqtt import Subscription
+from ingest.registry import load_registry
+from ingest.settings import IngestSettings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class IngestService:
+    """One consumer of the shared subscription; run several for more throughput.
+
+    Example:
+        service = IngestService(IngestSettings())
+        threading.Thread(target=service.run, args=(stop_event,)).start()
+    """
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        metrics: IngestMetrics | None = None,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or IngestMetrics()
+        self._clock_ms = clock_ms
+        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=settings.queue_max)
+        self._conn: Conn | None = None
+        self._writer: BatchWriter | None = None
+        self._registry: dict[str, DeviceType] = {}
+        self._registry_at = 0.0
+        self._subscription: Subscription | None = None
+        self.ready = threading.Event()
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set, then flush what was received and disconnect."""
+        if self.settings.metrics_port is not None:
+            self.metrics.serve(self.settings.metrics_port)
+        self._db_ready(stop)
+        if stop.is_set():
+            return
+        self._subscription = Subscription(self.settings, self._queue, self._clock_ms)
+        self._subscription.start()
+        self.ready.set()
+        try:
+            while not stop.is_set():
+                items = self._collect(stop)
+                if items:
+                    self._handle(items, stop)
+                self._refresh_registry_if_due(stop)
+        finally:
+            self._flush()
+
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        """Wait until the shared subscription is acknowledged by the broker (tests, demo)."""
+        if not self.ready.wait(timeout_s):
+            return False
+        assert self._subscription is not None
+        return self._subscription.subscribed.wait(timeout_s)
+
+    def subscribed_connections(self) -> int:
+        """Broker connections so far whose subscription was acknowledged (0 before the first)."""
+        sub = self._subscription
+        return sub.connections if sub is not None and sub.subscribed.is_set() else 0
+
+    def refresh_registry(self) -> None:
+        """Reload the device registry now (e.g. after `eldercare registry import`)."""
+        assert self._conn is not None
+        self._registry = load_registry(self._conn)
+        self._conn.rollback()
+        self._registry_at = time.monotonic()
+        logger.info("registry loaded: %d device(s)", len(self._registry))
+
+    def _collect(self, stop: threading.Event) -> list[Inbound]:
+        """Up to `batch_max` messages, waiting at most `batch_wait_ms` after the first one.
+
+        The batch also closes when nothing has arrived for `batch_idle_ms`: the broker stops
+        sending once its in-flight window is full of unacknowledged messages, so waiting out the
+        whole `batch_wait_ms` then would only cap throughput at window / batch_wait.
+        """
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        items = [first]
+        deadline = time.monotonic() + self.settings.batch_wait_ms / 1000.0
+        while len(items) < self.settings.batch_max:
+            try:
+                items.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 or stop.is_set():
+                break
+            try:
+                items.append(self._queue.get(timeout=min(left, self.settings.batch_idle_ms / 1e3)))
+            except queue.Empty:
+                break
+        return items
+
+    def _handle(self, items: list[Inbound], stop: threading.Event) -> bool:
+        self.metrics.received.inc(len(items))
+        prefix = self.settings.topic_prefix
+        if unknown_devices(items, self._registry, prefix) and self._registry_due(
+            self.settings.registry_miss_refresh_s
+        ):
+            self._retry(self.refresh_registry, stop)
+        batch = build_batch(items, self._registry, prefix)
+        started = time.perf_counter()
+        result = self._retry(lambda: self._write(batch), stop)
+        if result is None:
+            return False
+        assert self._subscription is not None
+        self._subscription.ack(items)
+        self.metrics.record(batch, result, time.perf_counter() - started, self._clock_ms())
+        return True
+
+    def _write(self, batch: Batch) -> WriteResult:
+        assert self._conn is not None and self._writer is not None
+        return self._writer.write(self._conn, batch)
+
+    def _retry(self, action: Callable[[], T], stop: threading.Event) -> T | None:
+        """Run `action` until it succeeds, reconnecting with jittered backoff between tries.
+
+        After `stop`, gives up once `flush_timeout_s` has passed (the broker keeps what was not
+        acknowledged) and returns None.
+        """
+        delay = self.settings.reconnect_min_s
+        give_up: float | None = None
+        while True:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._open()
+                return action()
+            except RETRYABLE as exc:
+                self.metrics.db_errors.inc()
+                logger.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
+                self._drop_connection()
+            if stop.is_set():
+                give_up = give_up or time.monotonic() + self.settings.flush_timeout_s
+                if time.monotonic() >= give_up:
+                    logger.error("database still unavailable; leaving the rest unacknowledged")
+                    return None
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.settings.reconnect_max_s)
+
+    def _open(self) -> None:
+        self._conn = connect(self.settings.database_url)
+        mode = recorded_mode(self._conn) or storage_mode(self._conn)
+        self._conn.rollback()
+        if self._writer is None:
+            self._writer = BatchWriter(self.settings.write_method, mode)
+            logger.info(
+                "storage mode %s, write method %s", mode.value, self.settings.write_method.value
+            )
+        self._writer.forget_connection()
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _db_ready(self, stop: threading.Event) -> None:
+        self._retry(self.refresh_registry, stop)
+
+    def _registry_due(self, every_s: float) -> bool:
+        return time.monotonic() - self._registry_at >= every_s
+
+    def _refresh_registry_if_due(self, stop: threading.Event) -> None:
+        if self._registry_due(self.settings.registry_refresh_s):
+            self._retry(self.refresh_registry, stop)
+
+    def _flush(self) -> None:
+        """Clean stop: take no more, store what was received, acknowledge it, disconnect."""
+        sub = self._subscription
+        if sub is not None:
+            sub.close()
+            items: list[Inbound] = []
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            done = threading.Event()
+            done.set()
+            for start in range(0, len(items), self.settings.batch_max):
+                self._handle(items[start : start + self.settings.batch_max], done)
+            # Give paho's network thread a moment to send the last PUBACKs.
+            time.sleep(0.2)
+            sub.stop()
+        self._drop_connection()
+        logger.info("ingest stopped")

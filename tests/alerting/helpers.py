@@ -1,0 +1,190 @@
+"""Shared helpers of the alerting tests: a fleet, a running service, an alert listener."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from paho.mqtt.client import Client, MQTTMessage
+
+from alerting.service import AlertingService
+from alerting.settings import AlertingSettings
+from gateway import AlertMessage, Fleet, Message, decode_alert, encode_message, parse_fleet
+from gateway.mqtt import make_client, parse_mqtt_url
+from gateway.topics import alert_filter
+from ingest.migrate import apply_migrations
+from ingest.registry import import_fleet
+
+HOME = (39.9300, 116.3700)
+
+
+def small_fleet(suffix: str, *, heartbeat_s: int = 300) -> Fleet:
+    """Two centres, one elder with a button, a band, a cane and a smoke detector."""
+    return parse_fleet(
+        {
+            "care_centers": [
+                {
+                    "id": f"cc-a-{suffix}",
+                    "name": "A",
+                    "lat": 39.9310,
+                    "lon": 116.3710,
+                    "capacity": 3,
+                    "coverage_km2": 1.0,
+                },
+                {
+                    "id": f"cc-b-{suffix}",
+                    "name": "B",
+                    "lat": 39.9500,
+                    "lon": 116.3900,
+                    "capacity": 3,
+                    "coverage_km2": 1.0,
+                },
+            ],
+            "elders": [
+                {
+                    "id": f"el-{suffix}",
+                    "name": "Test Elder",
+                    "home_lat": HOME[0],
+                    "home_lon": HOME[1],
+                    "safe_radius_m": 300,
+                }
+            ],
+            "devices": [
+                {
+                    "id": f"btn-{suffix}",
+                    "type": "button",
+                    "elder_id": f"el-{suffix}",
+                    "heartbeat_s": heartbeat_s,
+                },
+                {
+                    "id": f"band-{suffix}",
+                    "type": "band",
+                    "elder_id": f"el-{suffix}",
+                    "heartbeat_s": heartbeat_s,
+                },
+                {
+                    "id": f"cane-{suffix}",
+                    "type": "cane",
+                    "elder_id": f"el-{suffix}",
+                    "heartbeat_s": heartbeat_s,
+                },
+                {
+                    "id": f"smoke-{suffix}",
+                    "type": "smoke",
+                    "elder_id": f"el-{suffix}",
+                    "heartbeat_s": heartbeat_s,
+                },
+            ],
+        }
+    )
+
+
+def prepare_db(schema_url: str, fleet: Fleet) -> None:
+    """Migrate the test schema and import the fleet."""
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        apply_migrations(conn)
+    with psycopg.connect(schema_url) as conn:
+        import_fleet(conn, fleet)
+        conn.commit()
+
+
+class AlertListener:
+    """Subscribes to every centre's alert topic under a prefix and collects decoded alerts."""
+
+    def __init__(self, mqtt_url: str, prefix: str) -> None:
+        self.alerts: queue.Queue[tuple[str, AlertMessage, float]] = queue.Queue()
+        address = parse_mqtt_url(mqtt_url)
+        self.client: Client = make_client(address=address)
+        ready = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(alert_filter(prefix), 1)
+        self.client.on_subscribe = lambda c, u, m, r, p=None: ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect(address.host, address.port)
+        self.client.loop_start()
+        assert ready.wait(10), "listener could not subscribe"
+
+    def _on_message(self, client: Client, userdata: object, msg: MQTTMessage) -> None:
+        self.alerts.put((msg.topic, decode_alert(msg.payload), time.monotonic()))
+
+    def next(self, timeout_s: float = 10.0) -> tuple[str, AlertMessage, float]:
+        """The next alert received (topic, message, monotonic receive time)."""
+        return self.alerts.get(timeout=timeout_s)
+
+    def wait_for(self, pred: object, timeout_s: float = 10.0) -> tuple[str, AlertMessage, float]:
+        """The first alert for which `pred(topic, message)` holds."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, "no matching alert in time"
+            topic, msg, at = self.next(left)
+            if pred(topic, msg):  # type: ignore[operator]
+                return topic, msg, at
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class DevicePublisher:
+    """Publishes device messages (QoS 1) under a prefix."""
+
+    def __init__(self, mqtt_url: str, prefix: str) -> None:
+        address = parse_mqtt_url(mqtt_url)
+        self.prefix = prefix
+        self.client: Client = make_client(address=address)
+        self.client.connect(address.host, address.port)
+        self.client.loop_start()
+
+    def send(self, message: Message) -> None:
+        topic, payload = encode_message(message, self.prefix)
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def settings_for(mqtt_url: str, schema_url: str, prefix: str, **extra: object) -> AlertingSettings:
+    """Service settings isolated to one test."""
+    return AlertingSettings(
+        database_url=schema_url,
+        mqtt_url=mqtt_url,
+        topic_prefix=prefix,
+        client_id=f"alerting-{prefix.strip('/')}-{uuid.uuid4().hex[:6]}",
+        tick_s=0.2,
+        centers_reload_s=0.5,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@contextmanager
+def running(settings: AlertingSettings) -> Iterator[AlertingService]:
+    """Run the service in a thread until the block ends."""
+    service = AlertingService(settings)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            service.run(stop)
+        except BaseException as exc:  # surfaced to the test below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not service.ready.is_set():
+        assert not errors, f"service failed: {errors[0]!r}"
+        assert time.monotonic() < deadline, "service did not become ready"
+        time.sleep(0.05)
+    try:
+        yield service
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not errors, f"service failed: {errors[0]!r}"

@@ -207,8 +207,23 @@ class Transport:
                 self._retry_later(link)
                 continue
             link.fd = sock.fileno()
+            self._evict_stale(link)
             self.selector.register(link.fd, selectors.EVENT_READ, link)
             self._all.append(link)
+
+    def _evict_stale(self, link: Link) -> None:
+        # paho closes a socket itself on some errors; the OS may then hand the same descriptor
+        # number to the next connection while the old link is still registered under it.
+        try:
+            stale: Link = self.selector.get_key(link.fd).data
+        except KeyError:
+            return
+        self.selector.unregister(link.fd)
+        if stale is not link:
+            stale.fd = -1
+            self._dropped(stale)
+        elif link in self._all:
+            self._all.remove(link)
 
     def _retry_later(self, link: Link) -> None:
         # Jittered exponential backoff (STYLE.md "Errors" 3).

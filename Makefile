@@ -10,7 +10,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	@if [ -f .ci/pglite/package-lock.json ]; then npm ci --silent --prefix .ci/pglite; fi
+	@if [ -f .ci/pglite/package-lock.json ] && command -v npm >/dev/null; then \
+		npm ci --silent --no-audit --no-fund --prefix .ci/pglite; fi
 	touch $(STAMP)
 
 install: $(STAMP)

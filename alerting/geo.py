@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import math
+from gateway.geo import EARTH_RADIUS_M, distance_m
 
-# Mean Earth radius (IUGG), metres.
-EARTH_RADIUS_M = 6_371_008.8
+__all__ = ["EARTH_RADIUS_M", "LOCAL_UTC_OFFSET_MS", "distance_m", "is_night", "local_hour"]
+
 # Beijing time is UTC+8 all year (China observes no daylight saving).
 LOCAL_UTC_OFFSET_MS = 8 * 3600 * 1000
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Haversine distance between two WGS84 points, metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
 def local_hour(ts_ms: int, offset_ms: int = LOCAL_UTC_OFFSET_MS) -> int:

@@ -14,7 +14,6 @@ from typing import Any
 
 import psycopg
 
-from alerting import db
 from alerting.dispatch import Dispatcher
 from alerting.engine import Engine
 from alerting.fall_model import load_fall_model
@@ -26,6 +25,7 @@ from alerting.writer import AlertWriter
 from gateway.codec import decode
 from gateway.errors import PayloadError
 from gateway.fleet import Fleet
+from ingest import readback
 from ingest.migrate import apply_migrations
 from ingest.registry import load_fleet
 
@@ -114,7 +114,7 @@ class AlertingService:
         writer.refresh_active()
         engine.restore((a.kind, a.elder_id, a.device_id) for a in writer.active.values())
         self._baselines(conn, engine, now)
-        for device_id, seen_ms in db.last_seen(conn).items():
+        for device_id, seen_ms in readback.last_seen(conn).items():
             device = engine.device(device_id)
             if device is not None:
                 engine.health.watch(device_id, device.type, device.heartbeat_s, seen_ms)
@@ -127,7 +127,7 @@ class AlertingService:
 
     def _baselines(self, conn: psycopg.Connection[Any], engine: Engine, now: int) -> None:
         since = now - self.settings.baseline_days * 86_400_000
-        for elder_id, hours in db.hourly_baselines(conn, since).items():
+        for elder_id, hours in readback.hourly_baselines(conn, since).items():
             engine.inactivity.set_baseline(elder_id, hours)
 
     def _catch_up(
@@ -135,7 +135,7 @@ class AlertingService:
     ) -> None:
         types = engine.device_types()
         since = now - int(self.settings.catchup_s * 1000)
-        stored = db.recent_messages(conn, types, since, now - _CANE_CATCHUP_MS)
+        stored = readback.recent_messages(conn, types, since, now - _CANE_CATCHUP_MS)
         for recv_ms, message in stored:
             for action in engine.on_message(message, recv_ms):
                 writer.apply(action, self.clock())
@@ -144,7 +144,7 @@ class AlertingService:
             logger.info("caught up on %d stored messages", len(stored))
 
     def _reload_centers(self, conn: psycopg.Connection[Any], writer: AlertWriter) -> None:
-        rows = db.load_centers_on_duty(conn)
+        rows = readback.load_centers_on_duty(conn)
         centers = [c for c, _ in rows]
         if centers != list(writer.centers.values()):
             writer.dispatcher.set_centers(centers)

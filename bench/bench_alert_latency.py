@@ -1,29 +1,37 @@
 """Alert latency: device publish -> alert on MQTT, p50/p99, with background device traffic.
 
-Runs the alerting service in-process against the local broker and a scratch database schema,
-publishes background telemetry at `--rate` messages/s, and presses one SOS button per
-sample. The raw ceiling, measured in the same run, is a plain broker round trip (publish ->
-a subscriber) under the same load; the ratio says what the platform adds.
+Runs the alerting service in-process against a scratch database schema and a Mosquitto
+started with the platform's configuration ($MQTT_URL to use another broker), while
+`eldercare sim run` drives the simulated district in a separate process (`--speed` times real
+time) as background traffic, and presses one SOS button per sample. The raw ceiling, measured
+in the same run, is a plain broker round trip (publish -> a subscriber) under the same load;
+the ratio says what the platform adds.
 
-    .venv/bin/python bench/bench_alert_latency.py --samples 200 --rate 300
+    .venv/bin/python bench/bench_alert_latency.py --samples 200 --elders 300 --speed 20
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import queue
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import psycopg
 
 from alerting.service import AlertingService
 from alerting.settings import AlertingSettings
-from firmware_sim.district import generate_fleet
-from gateway import BandTelemetry, DeviceType, Event, Fleet, encode_message
+from eldercare.broker import free_port, start_mosquitto, stop
+from firmware_sim import generate_fleet
+from gateway import DeviceType, Event, Fleet, encode_message, fleet_to_dict
 from gateway.mqtt import make_client, parse_mqtt_url
 from gateway.topics import alert_filter
 from ingest.migrate import apply_migrations
@@ -38,38 +46,31 @@ def _client(url: str):  # type: ignore[no-untyped-def]
     return client
 
 
-def _background(
-    url: str, prefix: str, bands: list[tuple[str, float, float]], rate: float, stop: threading.Event
-) -> None:
-    client = _client(url)
-    seq = 0
-    period = 1.0 / rate
-    next_t = time.monotonic()
-    while not stop.is_set():
-        for device_id, lat, lon in bands:
-            seq += 1
-            msg = BandTelemetry(
-                device_id=device_id,
-                type=DeviceType.BAND,
-                seq=seq,
-                ts=int(time.time() * 1000),
-                lat=lat,
-                lon=lon,
-                hacc_m=10.0,
-                hr_bpm=70,
-                steps=5,
-                worn=True,
-            )
-            topic, payload = encode_message(msg, prefix)
-            client.publish(topic, payload, qos=0)
-            next_t += period
-            delay = next_t - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            if stop.is_set():
-                break
-    client.disconnect()
-    client.loop_stop()
+def _background(mqtt: str, prefix: str, fleet: Fleet, speed: float) -> subprocess.Popen[bytes]:
+    """The simulated district as a separate process (so it does not share the service's GIL)."""
+    path = Path(tempfile.mkdtemp(prefix="bench-fleet-")) / "fleet.json"
+    path.write_text(json.dumps(fleet_to_dict(fleet)), encoding="utf-8")
+    cmd = [
+        sys.executable,
+        "-m",
+        "eldercare",
+        "--log-level",
+        "WARNING",
+        "sim",
+        "run",
+        str(path),
+        "--mqtt-url",
+        mqtt,
+        "--prefix",
+        prefix,
+        "--speed",
+        str(speed),
+        "--seed",
+        "3",
+        "--rate-scale",
+        "0",
+    ]
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE)
 
 
 def _measure(
@@ -118,14 +119,19 @@ def _setup(db: str, mqtt: str, elders: int) -> tuple[str, str, str, Fleet]:
 
 
 def _report(
-    args: argparse.Namespace, n_bands: int, handled: int, alert_ms: list[float], raw_ms: list[float]
+    args: argparse.Namespace,
+    devices: int,
+    bg_rate: float,
+    alert_ms: list[float],
+    raw_ms: list[float],
 ) -> None:
     a50, a99 = np.percentile(alert_ms, [50, 99])
     r50, r99 = np.percentile(raw_ms, [50, 99])
     lost = sum(1 for v in alert_ms if v == float("inf"))
     print(
-        f"background: {args.rate:.0f} band msg/s over {n_bands} bands; service handled"
-        f" {handled} messages; {args.gap_s * 1000:.0f} ms between samples"
+        f"background: simulated district of {args.elders} elders ({devices} devices) at"
+        f" {args.speed:g}x, {bg_rate:.0f} device msg/s reaching the alerting service;"
+        f" {args.gap_s * 1000:.0f} ms between samples"
     )
     print(
         f"alert latency (publish -> alert on MQTT), n={len(alert_ms)}, missing={lost}:"
@@ -139,12 +145,17 @@ def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=300.0, help="background messages/s")
+    parser.add_argument("--speed", type=float, default=20.0, help="district time acceleration")
     parser.add_argument("--elders", type=int, default=300)
     parser.add_argument("--gap-s", type=float, default=0.1, help="pause between samples")
     args = parser.parse_args()
     db = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    mqtt = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
+    broker = None
+    mqtt = os.environ.get("MQTT_URL", "")
+    if not mqtt:
+        port = free_port()
+        broker = start_mosquitto(port, Path(tempfile.mkdtemp(prefix="bench-mosq-")))
+        mqtt = f"mqtt://127.0.0.1:{port}"
     schema, url, prefix, fleet = _setup(db, mqtt, args.elders)
     settings = AlertingSettings(
         database_url=url,
@@ -154,18 +165,13 @@ def main() -> None:
         session_expiry_s=0,
     )
     service = AlertingService(settings)
-    stop_service, stop_bg = threading.Event(), threading.Event()
+    stop_service = threading.Event()
     threading.Thread(target=service.run, args=(stop_service,), daemon=True).start()
     service.ready.wait(30)
-    elders = {e.id: e for e in fleet.elders}
-    bands = [
-        (d.id, elders[d.elder_id].home_lat, elders[d.elder_id].home_lon)
-        for d in fleet.devices
-        if d.type is DeviceType.BAND
-    ]
-    bg = threading.Thread(target=_background, args=(mqtt, prefix, bands, args.rate, stop_bg))
-    bg.start()
-    time.sleep(1.0)
+    bg = _background(mqtt, prefix, fleet, args.speed)
+    time.sleep(15.0)  # the district connects and reaches its steady rate
+    received_before = service.stats.received
+    t_bg = time.monotonic()
     buttons = [d.id for d in fleet.devices if d.type is DeviceType.BUTTON][: args.samples]
     now_ms = int(time.time() * 1000)
     presses = [
@@ -177,12 +183,15 @@ def main() -> None:
     alert_ms = _measure(mqtt, presses, alert_filter(prefix), args.gap_s)
     raw = [(f"{prefix}raw/{i}", b"x" * 120) for i in range(len(presses))]
     raw_ms = _measure(mqtt, raw, f"{prefix}raw/+", args.gap_s)
-    stop_bg.set()
-    bg.join()
+    bg_rate = (service.stats.received - received_before) / (time.monotonic() - t_bg)
+    bg.terminate()
+    bg.wait(30)
     stop_service.set()
+    if broker is not None:
+        stop(broker)
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    _report(args, len(bands), service.stats.received, alert_ms, raw_ms)
+    _report(args, len(fleet.devices), bg_rate, alert_ms, raw_ms)
 
 
 if __name__ == "__main__":

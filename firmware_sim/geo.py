@@ -7,7 +7,6 @@ import math
 # WGS84 metres per degree of latitude near 40° N; longitude scales with cos(lat).
 M_PER_DEG_LAT = 111_035.0
 M_PER_DEG_LON_EQUATOR = 111_320.0
-EARTH_RADIUS_M = 6_371_008.8
 
 
 def m_per_deg_lon(lat: float) -> float:
@@ -23,11 +22,3 @@ def offset(lat: float, lon: float, east_m: float, north_m: float) -> tuple[float
 def to_local(lat0: float, lon0: float, lat: float, lon: float) -> tuple[float, float]:
     """Return (east_m, north_m) of (`lat`, `lon`) relative to (`lat0`, `lon0`)."""
     return (lon - lon0) * m_per_deg_lon(lat0), (lat - lat0) * M_PER_DEG_LAT
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))

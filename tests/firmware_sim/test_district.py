@@ -11,8 +11,8 @@ import pytest
 from eldercare.cli import main
 from firmware_sim import generate_fleet, load_subdistricts
 from firmware_sim.district import XICHENG_BBOX, population_shares
-from firmware_sim.geo import haversine_m
 from gateway import DeviceType, fleet_to_dict, parse_fleet
+from gateway.geo import distance_m as haversine_m
 
 
 @pytest.mark.parametrize("n", [10, 500])

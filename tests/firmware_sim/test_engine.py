@@ -9,9 +9,9 @@ import pytest
 from firmware_sim import Engine, FaultRates, Injection, generate_fleet, parse_faults, parse_spec
 from firmware_sim.device import ActionKind
 from firmware_sim.faults import MALFORMED
-from firmware_sim.geo import haversine_m
 from firmware_sim.scenario import parse_scenario
 from gateway import DeviceType, Fleet, PayloadError, Status, decode
+from gateway.geo import distance_m as haversine_m
 
 START_MS = 1_764_300_000_000  # 2025-11-28, a fixed simulated start
 HOUR_MS = 3_600_000

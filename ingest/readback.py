@@ -1,4 +1,4 @@
-"""Reads of the registry and stored telemetry that the alerting service needs (I/O only)."""
+"""Reads of the registry and of stored messages, for services resuming from the database."""
 
 from __future__ import annotations
 

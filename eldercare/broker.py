@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import re
@@ -130,20 +131,22 @@ def start_amqtt(port: int) -> str:
     return url
 
 
-def ensure_broker() -> str:
-    """A broker URL to use: $MQTT_URL if set; else the local one on 1883 if it answers; else a
-    Mosquitto started on a free port (if installed); else an in-process amqtt broker.
+def ensure_broker(local_url: str = DEFAULT_MQTT_URL, *, allow_mosquitto: bool = True) -> str:
+    """A broker URL to use: $MQTT_URL if set; else `local_url` if it answers; else a Mosquitto
+    with the shipped configuration on a free port (if installed and allowed); else an
+    in-process amqtt broker. A broker started here is stopped when the process exits.
     """
     url = os.environ.get("MQTT_URL")
     if url:
         return url
-    if broker_reachable(DEFAULT_MQTT_URL):
-        return DEFAULT_MQTT_URL
+    if broker_reachable(local_url):
+        return local_url
     port = free_port()
-    if shutil.which("mosquitto"):
+    if allow_mosquitto and shutil.which("mosquitto"):
         data_dir = Path(tempfile.mkdtemp(prefix="eldercare-mosquitto-"))
-        start_mosquitto(port, data_dir)
+        proc = start_mosquitto(port, data_dir)
+        atexit.register(stop, proc)
         logger.info("started mosquitto on port %d (data in %s)", port, data_dir)
         return f"mqtt://127.0.0.1:{port}"
-    logger.info("mosquitto not installed; starting an in-process amqtt broker on %d", port)
+    logger.info("starting an in-process amqtt broker on %d", port)
     return start_amqtt(port)

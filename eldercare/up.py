@@ -113,7 +113,11 @@ def _status_line(sim: Simulation, metrics: IngestMetrics, url: str) -> str:
 def run_up(args: argparse.Namespace) -> int:
     """Run the platform until Ctrl-C or `--duration`."""
     broker = ensure_broker()
+    # Under a prefix the service sessions get their own client ids, so two platforms can share
+    # one broker (MQTT 3.1.3.1: a second connection with the same id takes the session over).
     ingest_settings = IngestSettings(mqtt_url=broker, topic_prefix=args.prefix)
+    if args.prefix:
+        ingest_settings.client_id = f"{args.prefix}{ingest_settings.client_id}"
     db_url = ingest_settings.database_url
     try:
         fleet = _fleet(args)
@@ -129,9 +133,12 @@ def run_up(args: argparse.Namespace) -> int:
     stop = threading.Event()
     metrics = IngestMetrics()
     ingest = IngestService(ingest_settings, metrics=metrics)
-    alerting = AlertingService(
-        AlertingSettings(mqtt_url=broker, database_url=db_url, topic_prefix=args.prefix)
+    alerting_settings = AlertingSettings(
+        mqtt_url=broker, database_url=db_url, topic_prefix=args.prefix
     )
+    if args.prefix:
+        alerting_settings.client_id = f"{args.prefix}{alerting_settings.client_id}"
+    alerting = AlertingService(alerting_settings)
     threads = [
         threading.Thread(target=svc.run, args=(stop,), name=name, daemon=True)
         for name, svc in (("ingest", ingest), ("alerting", alerting))

@@ -72,6 +72,8 @@ def add_eval_command(sub: argparse._SubParsersAction[Any]) -> None:
 def plan_injections(fleet: Fleet, seed: int, sim_s: float) -> list[Injection]:
     """Incidents and nuisances for every elder, spread over the run (seeded)."""
     rng = np.random.default_rng(seed)
+    # A separate stream: adding low-battery incidents left the other draws of a seed unchanged.
+    rng_battery = np.random.default_rng([seed, 1])
     by_elder: dict[str, dict[DeviceType, str]] = {}
     hb = {d.id: d.heartbeat_s for d in fleet.devices}
     for d in fleet.devices:
@@ -92,6 +94,10 @@ def plan_injections(fleet: Fleet, seed: int, sim_s: float) -> list[Injection]:
         if DeviceType.SMOKE in devs:
             kind = str(rng.choice(["smoke", "cooking", "steam"], p=[0.4, 0.3, 0.3]))
             out.append(Injection(kind, devs[DeviceType.SMOKE], float(next(slots))))
+        if devs and rng_battery.random() < 0.3:
+            drained = str(rng_battery.choice(sorted(devs.values())))
+            at_s = float(rng_battery.uniform(60.0, usable))
+            out.append(Injection("low_battery", drained, at_s))
         victim = str(rng.choice(list(devs.values())))
         limit_s = 2.5 * hb[victim] + 60.0
         if rng.random() < 0.5 and sim_s - limit_s > usable * 0.6:

@@ -1,4 +1,5 @@
-"""Subcommands contributed by `ingest`: `db migrate|info|stats`, `registry import`, `ingest`."""
+"""Subcommands contributed by `ingest`: `db migrate|info|stats|dead-letters`, `registry import`,
+`ingest`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import json
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from gateway import FleetError, parse_fleet
+from gateway import FleetError, ReasonCode, parse_fleet
+from ingest import readback
 from ingest.db import connect, dead_letter_counts, row_counts
 from ingest.migrate import apply_migrations, recorded_mode, storage_mode
 from ingest.registry import import_fleet
@@ -61,6 +64,23 @@ def _stats(args: argparse.Namespace) -> int:
         print(f"  {name:<18} {n}")
     for reason, n in dead.items():
         print(f"  dead {reason:<13} {n}")
+    return 0
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    since_ms = int((time.time() - args.since_hours * 3600) * 1000)
+    with connect(_settings().database_url) as conn:
+        rows = readback.dead_letters(conn, reason=args.reason, since_ms=since_ms, limit=args.limit)
+    for row in rows:
+        raw: bytes = row.pop("payload")
+        # Payloads are kept whole in the table; the listing shows a readable prefix.
+        row["payload"] = raw[:300].decode("utf-8", "backslashreplace")
+        row["payload_bytes"] = len(raw)
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            print(f"{row['received_ms']} {row['reason']:<14} {row['topic']}  {row['detail']}")
+            print(f"    {row['payload']!r} ({len(raw)} bytes)")
     return 0
 
 
@@ -116,6 +136,13 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     stats = db_sub.add_parser("stats", help="rows per series and dead letters per reason")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(handler=_stats)
+
+    dead = db_sub.add_parser("dead-letters", help="list rejected messages, newest first")
+    dead.add_argument("--reason", choices=[r.value for r in ReasonCode], help="only this reason")
+    dead.add_argument("--since-hours", type=float, default=24.0, help="window (default 24)")
+    dead.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    dead.add_argument("--json", action="store_true", help="one JSON object per line")
+    dead.set_defaults(handler=_dead_letters)
 
     registry = sub.add_parser("registry", help="the device registry")
     reg_sub = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")

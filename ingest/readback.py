@@ -205,3 +205,20 @@ def last_seen(conn: Conn) -> dict[str, int]:
     rows = conn.execute(f"SELECT device_id, {_ms('last_seen_at')} FROM device_last_seen").fetchall()
     conn.commit()
     return {str(d): int(t) for d, t in rows}
+
+
+def dead_letters(
+    conn: Conn, *, reason: str | None = None, since_ms: int = 0, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The newest dead letters, newest first: receive time, topic, reason, detail, raw payload."""
+    rows = conn.execute(
+        f"SELECT id, {_ms('received_at')}, topic, reason, detail, payload FROM dead_letters"
+        " WHERE received_at >= to_timestamp(%s / 1000.0) AND (%s::text IS NULL OR reason = %s)"
+        " ORDER BY received_at DESC, id DESC LIMIT %s",
+        (since_ms, reason, reason, limit),
+    ).fetchall()
+    conn.commit()
+    return [
+        {"id": i, "received_ms": ms, "topic": t, "reason": r, "detail": d, "payload": bytes(p)}
+        for i, ms, t, r, d, p in rows
+    ]

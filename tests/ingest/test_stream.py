@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 from collections import Counter
 
 import psycopg
@@ -76,6 +80,28 @@ def test_dead_letters_keep_raw_bytes_topic_and_detail(
     assert row[:3] == (topic, payload, "bad_json")
     assert "UTF-8" in row[3]
     assert row[4] is True
+    listed = subprocess.run(
+        [sys.executable, "-m", "eldercare", "db", "dead-letters", "--json", "--reason", "bad_json"],
+        env={**os.environ, "DATABASE_URL": registered},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    (shown,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (shown["topic"], shown["reason"], shown["payload_bytes"]) == (
+        topic,
+        "bad_json",
+        len(payload),
+    )
+    other = subprocess.run(
+        [sys.executable, "-m", "eldercare", "db", "dead-letters", "--reason", "future_ts"],
+        env={**os.environ, "DATABASE_URL": registered},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode == 0 and other.stdout == ""
 
 
 def test_last_seen_and_status_history(

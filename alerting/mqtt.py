@@ -34,7 +34,13 @@ class Inbound:
 
 
 def shared_filter(group: str, prefix: str) -> str:
-    """`$share/{group}/{prefix}eldercare/v1/devices/+/+` (MQTT 5 §4.8.2)."""
+    """`$share/{group}/{prefix}eldercare/v1/devices/+/+` (MQTT 5 §4.8.2).
+
+    An empty group gives the plain filter, for a single service (see ingest.mqtt.share_filter:
+    Mosquitto 2.0 does not restore shared subscriptions when it restarts).
+    """
+    if not group:
+        return device_filter(prefix)
     return f"$share/{group}/{device_filter(prefix)}"
 
 

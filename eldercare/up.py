@@ -115,7 +115,9 @@ def run_up(args: argparse.Namespace) -> int:
     broker = ensure_broker()
     # Under a prefix the service sessions get their own client ids, so two platforms can share
     # one broker (MQTT 3.1.3.1: a second connection with the same id takes the session over).
-    ingest_settings = IngestSettings(mqtt_url=broker, topic_prefix=args.prefix)
+    # One consumer of each kind runs here, so plain subscriptions: Mosquitto 2.0 does not restore
+    # shared ones after a broker restart, and a plain one loses nothing (ingest.mqtt).
+    ingest_settings = IngestSettings(mqtt_url=broker, topic_prefix=args.prefix, share_group="")
     if args.prefix:
         ingest_settings.client_id = f"{args.prefix}{ingest_settings.client_id}"
     db_url = ingest_settings.database_url
@@ -134,7 +136,7 @@ def run_up(args: argparse.Namespace) -> int:
     metrics = IngestMetrics()
     ingest = IngestService(ingest_settings, metrics=metrics)
     alerting_settings = AlertingSettings(
-        mqtt_url=broker, database_url=db_url, topic_prefix=args.prefix
+        mqtt_url=broker, database_url=db_url, topic_prefix=args.prefix, share_group=""
     )
     if args.prefix:
         alerting_settings.client_id = f"{args.prefix}{alerting_settings.client_id}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from xml.sax.saxutils import escape
 
 from alerting.geo import EARTH_RADIUS_M
@@ -44,6 +44,8 @@ class Cell:
     nearest_center_id: str
     distance_m: float
     covered: bool
+    homes: int = 0  # elders' homes inside the cell
+    uncovered_homes: int = 0  # of those, homes outside every coverage circle
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,12 @@ class CoverageReport:
         return tuple(c for c in self.cells if not c.covered)
 
     @property
+    def inhabited_gaps(self) -> tuple[Cell, ...]:
+        """Cells holding homes outside every coverage circle: where the policy of a care
+        centre within one square kilometre of every home fails."""
+        return tuple(c for c in self.cells if c.uncovered_homes)
+
+    @property
     def over_capacity(self) -> tuple[CenterLoad, ...]:
         """Centres that were over capacity in the load period."""
         return tuple(load for load in self.loads if load.over_capacity)
@@ -85,13 +93,18 @@ def fleet_bbox(fleet: Fleet) -> BBox:
     return BBox(min(lats), min(lons), max(lats), max(lons))
 
 
-def grid_cells(bbox: BBox, cell_km: float) -> tuple[int, int, list[tuple[float, float]]]:
-    """Rows, columns and cell centres (south to north, west to east) covering `bbox`."""
+def _cell_steps(bbox: BBox, cell_km: float) -> tuple[float, float]:
+    """A cell's size in degrees of latitude and longitude at the box's mid latitude."""
     if cell_km <= 0:
         raise ValueError("cell_km must be positive")
     mid = math.radians((bbox.south + bbox.north) / 2)
     dlat = cell_km * 1000 / M_PER_DEG_LAT
-    dlon = cell_km * 1000 / (M_PER_DEG_LAT * max(math.cos(mid), 1e-6))
+    return dlat, cell_km * 1000 / (M_PER_DEG_LAT * max(math.cos(mid), 1e-6))
+
+
+def grid_cells(bbox: BBox, cell_km: float) -> tuple[int, int, list[tuple[float, float]]]:
+    """Rows, columns and cell centres (south to north, west to east) covering `bbox`."""
+    dlat, dlon = _cell_steps(bbox, cell_km)
     rows = max(1, math.ceil((bbox.north - bbox.south) / dlat))
     cols = max(1, math.ceil((bbox.east - bbox.west) / dlon))
     centres = [
@@ -100,6 +113,19 @@ def grid_cells(bbox: BBox, cell_km: float) -> tuple[int, int, list[tuple[float, 
         for c in range(cols)
     ]
     return rows, cols, centres
+
+
+def _homes_per_cell(
+    box: BBox, cell_km: float, rows: int, cols: int, homes: Sequence[tuple[float, float]]
+) -> dict[tuple[int, int], int]:
+    """How many homes fall in each (row, col) of the grid `grid_cells` lays over `box`."""
+    dlat, dlon = _cell_steps(box, cell_km)
+    counts: dict[tuple[int, int], int] = {}
+    for lat, lon in homes:
+        r = min(rows - 1, max(0, int((lat - box.south) / dlat)))
+        c = min(cols - 1, max(0, int((lon - box.west) / dlon)))
+        counts[(r, c)] = counts.get((r, c), 0) + 1
+    return counts
 
 
 def coverage_report(
@@ -132,6 +158,17 @@ def coverage_report(
     )
     homes = [(e.home_lat, e.home_lon) for e in fleet.elders]
     home_cov = index.covered(homes)
+    per_cell = _homes_per_cell(box, cell_km, rows, cols, homes)
+    uncovered = [h for h, cov in zip(homes, home_cov, strict=True) if not cov]
+    bare = _homes_per_cell(box, cell_km, rows, cols, uncovered)
+    cells = tuple(
+        replace(
+            c,
+            homes=per_cell.get((c.row, c.col), 0),
+            uncovered_homes=bare.get((c.row, c.col), 0),
+        )
+        for c in cells
+    )
     return CoverageReport(
         bbox=box,
         cell_km=cell_km,
@@ -147,10 +184,10 @@ def coverage_report(
 
 def cells_csv(report: CoverageReport) -> str:
     """One CSV line per cell: position, nearest centre, distance and coverage."""
-    lines = ["row,col,lat,lon,nearest_center_id,distance_m,covered"]
+    lines = ["row,col,lat,lon,nearest_center_id,distance_m,covered,homes,uncovered_homes"]
     lines += [
         f"{c.row},{c.col},{c.lat:.6f},{c.lon:.6f},{c.nearest_center_id},"
-        f"{c.distance_m:.1f},{str(c.covered).lower()}"
+        f"{c.distance_m:.1f},{str(c.covered).lower()},{c.homes},{c.uncovered_homes}"
         for c in report.cells
     ]
     return "\n".join(lines) + "\n"
@@ -194,10 +231,16 @@ def render_text(report: CoverageReport, loads_known: bool = True) -> str:
             )
     else:
         out.append("(grid too wide for a table: use --csv for every cell)")
+    out.append(f"Cells with homes outside every coverage circle: {len(report.inhabited_gaps)}")
+    out += [
+        f"  row {c.row:3d} col {c.col:3d}  {c.lat:.5f} N {c.lon:.5f} E  "
+        f"{c.uncovered_homes} of {c.homes} home(s) uncovered"
+        for c in report.inhabited_gaps[:50]
+    ]
     out.append(f"Gap cells (outside every coverage circle): {len(report.gaps)} of {n}")
     out += [
         f"  row {c.row:3d} col {c.col:3d}  {c.lat:.5f} N {c.lon:.5f} E  "
-        f"nearest {c.nearest_center_id} at {c.distance_m:.0f} m"
+        f"nearest {c.nearest_center_id} at {c.distance_m:.0f} m, {c.homes} home(s)"
         for c in report.gaps[:50]
     ]
     if len(report.gaps) > 50:

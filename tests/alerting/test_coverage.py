@@ -13,7 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerting.coverage import BBox, cells_csv, coverage_report, grid_cells, render_svg
+from alerting.coverage import (
+    BBox,
+    cells_csv,
+    coverage_report,
+    grid_cells,
+    render_svg,
+    render_text,
+)
 from alerting.geo import distance_m
 from alerting.kpi import CenterLoad
 from gateway import CareCenter, Elder, Fleet, fleet_to_dict
@@ -69,6 +76,30 @@ def test_report_agrees_with_brute_force(n_centers: int, seed: int, cell_km: floa
     assert {(c.row, c.col) for c in report.gaps} == {
         (c.row, c.col) for c in report.cells if not covered_brute(fleet, c.lat, c.lon)
     }
+    # Every home is counted once, in a cell whose square holds it.
+    assert sum(c.homes for c in report.cells) == 60
+    assert sum(c.uncovered_homes for c in report.cells) == 60 - sum(homes)
+    dlat = report.cells[report.cols].lat - report.cells[0].lat if report.rows > 1 else 1.0
+    dlon = report.cells[1].lon - report.cells[0].lon if report.cols > 1 else 1.0
+    for e in fleet.elders:
+        assert any(
+            c.homes
+            and abs(e.home_lat - c.lat) <= dlat / 2 * (1 + 1e-9)
+            and abs(e.home_lon - c.lon) <= dlon / 2 * (1 + 1e-9)
+            for c in report.cells
+        )
+
+
+def test_inhabited_gaps_are_told_apart() -> None:
+    centre = CareCenter("cc-001", "Centre", 39.90, 116.35)
+    near = Elder("el-000001", "Near", 39.9005, 116.3505)
+    far = Elder("el-000002", "Far", 39.93, 116.39)
+    report = coverage_report(Fleet((centre,), (near, far)))
+    (gap,) = report.inhabited_gaps
+    assert (gap.homes, gap.uncovered_homes) == (1, 1)
+    assert distance_m(gap.lat, gap.lon, far.home_lat, far.home_lon) < 800
+    assert sum(c.homes for c in report.cells) == 2
+    assert "Cells with homes outside every coverage circle: 1" in render_text(report)
 
 
 def test_grid_cells_are_cell_km_apart_and_cover_the_box() -> None:

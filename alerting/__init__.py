@@ -16,6 +16,14 @@ _EXPORTS = {
     "Engine": "alerting.engine",
     "TransitionError": "alerting.lifecycle",
     "load_fall_model": "alerting.fall_model",
+    "ActiveAlert": "alerting.dispatch",
+    "Dispatcher": "alerting.dispatch",
+    "Move": "alerting.dispatch",
+    "MoveKind": "alerting.dispatch",
+    "NoCenterError": "alerting.routing",
+    "RouteDecision": "alerting.routing",
+    "answer_time_kpis": "alerting.kpi",
+    "coverage_report": "alerting.coverage",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -29,6 +29,14 @@ FIRMWARE = {
     DeviceType.CANE: "1.2.7",
 }
 REBOOT_PER_DAY = 0.01
+# A district's devices were switched on at unrelated moments, so their periodic reports are
+# spread over the whole period rather than all due together after the simulation starts.
+REPORT_PHASE_MS = {
+    DeviceType.BUTTON: 0,
+    DeviceType.SMOKE: 60_000,
+    DeviceType.BAND: 300_000,
+    DeviceType.CANE: 60_000,
+}
 
 
 class ActionKind(StrEnum):
@@ -84,6 +92,11 @@ class DeviceModel:
         self.low_sent = self.battery_pct < LOW_BATTERY_PCT
         self.pending: list[tuple[int, Injection]] = []
         self._n_incidents = 0
+        # Drawn last, so every earlier draw of a seed is what it was before.
+        self.sense_from_ms = self.next_ms + int(rng.uniform(0, REPORT_PHASE_MS[device.type]))
+        self.first_heartbeat_ms = self.next_ms + int(
+            rng.uniform(0.1, 1.0) * device.heartbeat_s * 1000
+        )
 
     # -- helpers for subclasses ---------------------------------------------------------
 
@@ -166,17 +179,23 @@ class DeviceModel:
             if self.state == "down":
                 self.next_reboot_ms = self._after(now_ms, REBOOT_PER_DAY)
             out += [Action(ActionKind.CONNECT), self._status(now_ms)]
+            if self.state == "boot":
+                self.next_heartbeat_ms = self.first_heartbeat_ms
             self.state = "on"
         while self.pending and self.pending[0][0] <= now_ms and self.state == "on":
             out += self._apply(self.pending.pop(0)[1], now_ms)
+            self.sense_from_ms = min(self.sense_from_ms, now_ms)
         if self.state == "on" and now_ms >= self.next_reboot_ms:
             out += self._reboot(now_ms)
         if self.state == "on":
             out += self._power(now_ms)
         next_sense = NEVER
         if self.state == "on":
-            sensed, next_sense = self._sense(now_ms)
-            out += sensed
+            if now_ms < self.sense_from_ms:
+                next_sense = self.sense_from_ms
+            else:
+                sensed, next_sense = self._sense(now_ms)
+                out += sensed
             if now_ms >= self.next_heartbeat_ms:
                 out.append(self._status(now_ms))
         self.next_ms = self._next_wake(now_ms, next_sense)

@@ -173,3 +173,32 @@ def test_injection_on_a_missing_device_is_refused(fleet: Fleet) -> None:
     )
     with pytest.raises(ValueError, match="no cane"):
         Engine(fleet, seed=0, start_ms=START_MS, injections=[Injection("fall", no_cane, 1)])
+
+
+def test_periodic_reports_are_spread_over_their_period() -> None:
+    fleet = generate_fleet(200, seed=8)
+    engine = Engine(fleet, seed=2, start_ms=START_MS)
+    smoke_s: list[int] = []
+    for out in engine.advance(START_MS + 10 * 60_000):
+        if out.wire is None or not out.wire.topic.endswith("/telemetry"):
+            continue
+        msg = decode(out.wire.topic, out.wire.payload, now_ms=START_MS + HOUR_MS)
+        if msg.type is DeviceType.SMOKE and msg.ts is not None:
+            smoke_s.append((msg.ts - START_MS) // 1000)
+    sensors = sum(d.type is DeviceType.SMOKE for d in fleet.devices)
+    # About one reading per sensor per minute, never most of them in the same few seconds.
+    assert 8 * sensors <= len(smoke_s) <= 12 * sensors
+    busiest = max(sum(1 for s in smoke_s if t <= s < t + 5) for t in range(60, 600))
+    assert busiest < 0.25 * sensors
+
+
+def test_waiting_devices_do_not_spin() -> None:
+    fleet = generate_fleet(30, seed=9)
+    engine = Engine(fleet, seed=4, start_ms=START_MS)
+    wakes = 0
+    t = START_MS
+    while t < START_MS + 10 * 60_000:
+        t = max(t + 1, min(engine.next_due_ms, START_MS + 10 * 60_000))
+        engine.advance(t)
+        wakes += 1
+    assert wakes < 60 * len(fleet.devices)

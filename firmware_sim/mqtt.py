@@ -170,6 +170,8 @@ class Transport:
             return
         link.dead = True
         self._unregister(link)
+        if link in self._all:
+            self._all.remove(link)
         sock = link.client.socket()
         if sock is not None:
             sock.close()  # no DISCONNECT packet: the broker publishes the Will (MQTT 3.1.2.5)
@@ -236,6 +238,8 @@ class Transport:
         self._unregister(link)
         if link in self._all:
             self._all.remove(link)
+        if link.dead:
+            return
         logger.warning("connection %s dropped; reconnecting", link.name)
         if link.last_status is not None:
             link.backlog.appendleft((*link.last_status, 1, True))

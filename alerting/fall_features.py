@@ -1,6 +1,6 @@
 """Features of a candidate fall in a cane's accelerometer stream (pure numpy).
 
-The fall signature (public device documentation and studies, see /work/shared/data/README.md):
+The fall signature (public device documentation and studies, see the district reference data):
 free fall below 0.4-0.6 g for 150-1000 ms, an impact of 2-15 g, then at least 0.8-2 s of
 stillness or an orientation change of 45° or more.
 """

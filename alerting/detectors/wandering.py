@@ -9,7 +9,7 @@ from alerting.model import Finding, Trigger
 from gateway.contract import AlertKind, Severity
 
 # GPS wristbands are good to ~10 m in the open and tens of metres in narrow streets
-# (multipath; /work/shared/data/README.md). A fix counts as confidently outside when it is
+# (multipath; the district reference data). A fix counts as confidently outside when it is
 # beyond the zone by more than `hacc_factor` x its reported 68 % accuracy radius.
 DEFAULT_HACC_FACTOR = 1.0
 # Fixes worse than this say little about which side of a 300 m boundary the wearer is on.

@@ -6,9 +6,8 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.contract import Severity
-
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+from gateway.mqtt import DEFAULT_MQTT_URL
+from ingest.settings import DEFAULT_DATABASE_URL
 
 
 class AlertingSettings(BaseSettings):

@@ -36,6 +36,7 @@ from gateway.mqtt import make_client, parse_mqtt_url
 from gateway.topics import alert_filter
 from ingest.migrate import apply_migrations
 from ingest.registry import import_fleet
+from ingest.settings import DEFAULT_DATABASE_URL
 
 
 def _client(url: str):  # type: ignore[no-untyped-def]
@@ -149,7 +150,7 @@ def main() -> None:
     parser.add_argument("--elders", type=int, default=300)
     parser.add_argument("--gap-s", type=float, default=0.1, help="pause between samples")
     args = parser.parse_args()
-    db = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    db = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
     broker = None
     mqtt = os.environ.get("MQTT_URL", "")
     if not mqtt:

@@ -40,9 +40,9 @@ from ingest.db import BatchWriter, connect
 from ingest.migrate import StorageMode, apply_migrations
 from ingest.registry import import_fleet, load_registry
 from ingest.service import IngestService
-from ingest.settings import IngestSettings, WriteMethod
+from ingest.settings import DEFAULT_DATABASE_URL, IngestSettings, WriteMethod
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+DATABASE_URL = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
 
 
 def make_stream(n: int, devices: int, prefix: str) -> tuple[Fleet, list[tuple[str, bytes]]]:

@@ -18,7 +18,7 @@ from dataclasses import replace
 from firmware_sim import Engine, SimStats, Simulation, generate_fleet
 from firmware_sim.faults import Wire
 from gateway import Fleet
-from gateway.mqtt import make_client, parse_mqtt_url
+from gateway.mqtt import DEFAULT_MQTT_URL, make_client, parse_mqtt_url
 
 START_MS = 1_764_300_000_000
 
@@ -78,7 +78,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--speed", type=float, default=200.0)
     ap.add_argument("--pooled", type=int, default=0)
-    ap.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
+    ap.add_argument("--mqtt-url", default=DEFAULT_MQTT_URL)
     args = ap.parse_args()
     tag = uuid.uuid4().hex[:6]
     prefix = f"bench-{tag}/"

@@ -7,8 +7,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.mqtt import DEFAULT_MQTT_URL
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
 
 class SimSettings(BaseSettings):
     """Simulator configuration; built by the CLI, never at import time."""
@@ -17,9 +15,6 @@ class SimSettings(BaseSettings):
 
     mqtt_url: str = Field(
         DEFAULT_MQTT_URL, validation_alias=AliasChoices("MQTT_URL", "SIM_MQTT_URL")
-    )
-    database_url: str = Field(
-        DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL", "SIM_DATABASE_URL")
     )
     prefix: str = ""
     seed: int = 0

@@ -7,8 +7,9 @@ from enum import StrEnum
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.mqtt import DEFAULT_MQTT_URL
+
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 
 
 class WriteMethod(StrEnum):

@@ -16,8 +16,7 @@ import psycopg
 import pytest
 
 from gateway.mqtt import DEFAULT_MQTT_URL, parse_mqtt_url
-
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+from ingest.settings import DEFAULT_DATABASE_URL
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from gateway.errors import PayloadError
 from gateway.fleet import Fleet
 from ingest import readback
 from ingest.migrate import apply_migrations
-from ingest.registry import load_fleet
+from ingest.registry import load_centers_on_duty, load_fleet
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,8 @@ class AlertingService:
             logger.info("caught up on %d stored messages", len(stored))
 
     def _reload_centers(self, conn: psycopg.Connection[Any], writer: AlertWriter) -> None:
-        rows = readback.load_centers_on_duty(conn)
+        rows = load_centers_on_duty(conn)
+        conn.commit()  # end the read, so the next reload sees duty changes
         centers = [c for c, _ in rows]
         if centers != list(writer.centers.values()):
             writer.dispatcher.set_centers(centers)

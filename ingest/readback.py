@@ -1,4 +1,4 @@
-"""Reads of the registry and of stored messages, for services resuming from the database."""
+"""Reads of stored messages and aggregates, for services resuming from the database."""
 
 from __future__ import annotations
 
@@ -8,24 +8,11 @@ from typing import Any
 import psycopg
 
 from gateway.contract import DeviceType
-from gateway.fleet import CareCenter
 from gateway.messages import BandTelemetry, CaneTelemetry, Event, Message, SmokeTelemetry, Status
 
 logger = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[Any]
-
-
-def load_centers_on_duty(conn: Conn) -> list[tuple[CareCenter, bool]]:
-    """Every care centre with its `on_duty` flag."""
-    rows = conn.execute(
-        "SELECT id, name, lat, lon, capacity, coverage_km2, on_duty FROM care_centers ORDER BY id"
-    ).fetchall()
-    conn.commit()
-    return [
-        (CareCenter(str(i), str(n), float(la), float(lo), int(cap), float(cov)), bool(duty))
-        for i, n, la, lo, cap, cov, duty in rows
-    ]
 
 
 def _table_exists(conn: Conn, name: str) -> bool:

@@ -157,15 +157,20 @@ def load_elders(conn: Conn) -> dict[str, Elder]:
     }
 
 
+def load_centers_on_duty(conn: Conn) -> list[tuple[CareCenter, bool]]:
+    """Every care centre in id order, with its `on_duty` flag."""
+    rows = conn.execute(
+        "SELECT id, name, lat, lon, capacity, coverage_km2, on_duty FROM care_centers ORDER BY id"
+    ).fetchall()
+    return [
+        (CareCenter(str(i), str(n), float(la), float(lo), int(cap), float(cov)), bool(duty))
+        for i, n, la, lo, cap, cov, duty in rows
+    ]
+
+
 def load_centers(conn: Conn) -> dict[str, CareCenter]:
     """Care-centre id -> centre."""
-    rows = conn.execute(
-        "SELECT id, name, lat, lon, capacity, coverage_km2 FROM care_centers ORDER BY id"
-    ).fetchall()
-    return {
-        str(i): CareCenter(str(i), str(n), float(la), float(lo), int(cap), float(cov))
-        for i, n, la, lo, cap, cov in rows
-    }
+    return {center.id: center for center, _ in load_centers_on_duty(conn)}
 
 
 def load_fleet(conn: Conn) -> Fleet:

@@ -3,42 +3,20 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_sim import Injection, Simulation, generate_fleet, read_ground_truth
-from gateway import DeviceType, PayloadError, Status, decode
-from gateway.mqtt import parse_mqtt_url
-from tests.firmware_sim.test_sim_mqtt import Collector, clear_retained, suffixed
-
-
-def retained_status(mqtt_url: str, prefix: str, expected: int) -> dict[str, bytes]:
-    """Every retained status, read at QoS 0 (a QoS 1 burst of thousands of retained messages
-    would overflow Mosquitto's default 1,000-message queue for one subscriber)."""
-    addr = parse_mqtt_url(mqtt_url)
-    got: dict[str, bytes] = {}
-    client = paho.Client(CallbackAPIVersion.VERSION2)
-
-    def on_message(c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
-        if msg.retain:
-            got[msg.topic.split("/")[-2]] = msg.payload
-
-    client.on_message = on_message
-    client.on_connect = lambda c, *a: c.subscribe(f"{prefix}eldercare/v1/devices/+/status", 0)
-    client.connect(addr.host, addr.port)
-    client.loop_start()
-    deadline = time.monotonic() + 20
-    while len(got) < expected and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
-    client.disconnect()
-    client.loop_stop()
-    return got
+from gateway import DeviceType, Status
+from tests.firmware_sim.test_sim_mqtt import (
+    Collector,
+    clear_retained,
+    decode_traffic,
+    retained_status,
+    suffixed,
+)
 
 
 @pytest.mark.slow
@@ -66,31 +44,15 @@ def test_district_minute_speaks_only_the_contract(
         )
         stats = sim.run()
         got = collector.close()
-        registry = {d.id: d.type for d in fleet.devices}
-        rejected: Counter[str] = Counter()
-        wills: set[str] = set()
-        kinds: Counter[str] = Counter()
-        for topic, payload, _ in got:
-            try:
-                msg = decode(
-                    topic,
-                    payload,
-                    now_ms=int(time.time() * 1000),
-                    registry=registry,
-                    prefix=topic_prefix,
-                )
-            except PayloadError as exc:
-                rejected[exc.reason.value] += 1
-                continue
-            kinds[type(msg).__name__] += 1
-            if isinstance(msg, Status) and not msg.online:
-                wills.add(msg.device_id)
-        assert not rejected, rejected
+        accepted, rejected = decode_traffic(got, fleet, topic_prefix)
+        assert not rejected, Counter(reason for _, _, reason in rejected)
+        kinds = {type(msg).__name__ for msg in accepted}
+        wills = {m.device_id for m in accepted if isinstance(m, Status) and not m.online}
         assert stats.online == len(fleet.devices) - len(killed)
-        assert {"Status", "SmokeTelemetry", "BandTelemetry", "CaneTelemetry"} <= set(kinds)
+        assert {"Status", "SmokeTelemetry", "BandTelemetry", "CaneTelemetry"} <= kinds
         assert wills == {d.id for d in killed}
-        retained = retained_status(mqtt_url, topic_prefix, len(registry))
-        assert set(retained) == set(registry)
+        retained = retained_status(mqtt_url, topic_prefix, len(fleet.devices))
+        assert set(retained) == {d.id for d in fleet.devices}
         assert {d for d, p in retained.items() if not json.loads(p)["online"]} == wills
         incidents = read_ground_truth(truth)
         assert sorted((i.kind, i.device_id) for i in incidents) == sorted(

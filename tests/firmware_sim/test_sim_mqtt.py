@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from eldercare.cli import main
 from firmware_sim import FaultRates, Injection, Simulation, generate_fleet, read_ground_truth
-from gateway import DeviceType, Fleet, PayloadError, Status, decode, fleet_to_dict
+from gateway import DeviceType, Fleet, Message, PayloadError, Status, decode, fleet_to_dict
 from gateway.mqtt import parse_mqtt_url
 
 START_MS = 1_764_300_000_000
@@ -78,10 +78,45 @@ def collector(mqtt_url: str, topic_prefix: str) -> Iterator[Collector]:
     clear_retained(mqtt_url, c.messages)
 
 
-def _retained(mqtt_url: str, prefix: str) -> dict[str, bytes]:
-    c = Collector(mqtt_url, f"{prefix}eldercare/v1/devices/+/status")
-    got = c.close()
-    return {t.split("/")[-2]: p for t, p, retain in got if retain}
+def retained_status(mqtt_url: str, prefix: str, expected: int) -> dict[str, bytes]:
+    """Device id -> retained status payload, read at QoS 0 (a QoS 1 burst of thousands of
+    retained messages would overflow Mosquitto's default 1,000-message queue for one client).
+    """
+    addr = parse_mqtt_url(mqtt_url)
+    got: dict[str, bytes] = {}
+    client = paho.Client(CallbackAPIVersion.VERSION2)
+
+    def on_message(c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
+        if msg.retain:
+            got[msg.topic.split("/")[-2]] = msg.payload
+
+    client.on_message = on_message
+    client.on_connect = lambda c, *a: c.subscribe(f"{prefix}eldercare/v1/devices/+/status", 0)
+    client.connect(addr.host, addr.port)
+    client.loop_start()
+    deadline = time.monotonic() + 20
+    while len(got) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # anything beyond the expected count shows up too
+    client.disconnect()
+    client.loop_stop()
+    return got
+
+
+def decode_traffic(
+    got: list[tuple[str, bytes, bool]], fleet: Fleet, prefix: str
+) -> tuple[list[Message], Counter[tuple[str, bytes, str]]]:
+    """Strictly decode what a subscriber saw: (accepted messages, rejections by reason)."""
+    registry = {d.id: d.type for d in fleet.devices}
+    accepted: list[Message] = []
+    rejected: Counter[tuple[str, bytes, str]] = Counter()
+    now_ms = int(time.time() * 1000)
+    for topic, payload, _ in got:
+        try:
+            accepted.append(decode(topic, payload, now_ms=now_ms, registry=registry, prefix=prefix))
+        except PayloadError as exc:
+            rejected[(topic, payload, exc.reason.value)] += 1
+    return accepted, rejected
 
 
 def _elder_with(fleet: Fleet, dtype: DeviceType) -> str:
@@ -115,20 +150,9 @@ def test_small_fleet_run(
     stats = sim.run()
     got = collector.close()
     registry = {d.id: d.type for d in fleet.devices}
-    rejected: Counter[tuple[str, bytes, str]] = Counter()
+    accepted, rejected = decode_traffic(got, fleet, topic_prefix)
     statuses: dict[str, list[Status]] = defaultdict(list)
-    for topic, payload, _ in got:
-        try:
-            msg = decode(
-                topic,
-                payload,
-                now_ms=int(time.time() * 1000),
-                registry=registry,
-                prefix=topic_prefix,
-            )
-        except PayloadError as exc:
-            rejected[(topic, payload, exc.reason.value)] += 1
-            continue
+    for msg in accepted:
         if isinstance(msg, Status):
             statuses[msg.device_id].append(msg)
     injected = Counter(
@@ -142,7 +166,7 @@ def test_small_fleet_run(
     assert set(statuses) == set(registry)
     will = [s for s in statuses[victim.id] if not s.online]
     assert len(will) == 1 and will[0].ts is None
-    retained = _retained(mqtt_url, topic_prefix)
+    retained = retained_status(mqtt_url, topic_prefix, len(registry))
     assert set(retained) == set(registry)
     assert json.loads(retained[victim.id]) == {"v": 1, "type": "smoke", "online": False}
     assert all(json.loads(p)["online"] for d, p in retained.items() if d != victim.id)

@@ -80,27 +80,23 @@ def _prepare_database(url: str, fleet: Fleet) -> str:
     return str(mode)
 
 
-def _status_line(sim: Simulation, metrics: IngestMetrics, url: str) -> str:
-    reg = metrics.registry
-    stored = sum(
-        s.value
-        for m in reg.collect()
-        if m.name == "ingest_stored"
-        for s in m.samples
-        if s.name.endswith("_total")
+def _total(metrics: IngestMetrics, name: str) -> float:
+    """Sum of a labelled counter over all its labels."""
+    return sum(
+        sample.value
+        for metric in metrics.registry.collect()
+        if metric.name == name
+        for sample in metric.samples
+        if sample.name.endswith("_total")
     )
-    dead = sum(
-        s.value
-        for m in reg.collect()
-        if m.name == "ingest_dead_letters"
-        for s in m.samples
-        if s.name.endswith("_total")
-    )
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FILTER (WHERE status IN ('open', 'acknowledged', 'escalated')),"
-            " count(*) FROM alerts"
-        ).fetchone()
+
+
+def _status_line(sim: Simulation, metrics: IngestMetrics, conn: psycopg.Connection[Any]) -> str:
+    stored, dead = _total(metrics, "ingest_stored"), _total(metrics, "ingest_dead_letters")
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE status IN ('open', 'acknowledged', 'escalated')),"
+        " count(*) FROM alerts"
+    ).fetchone()
     active, total = row if row else (0, 0)
     st = sim.stats
     return (
@@ -167,9 +163,10 @@ def run_up(args: argparse.Namespace) -> int:
     )
     sim_thread = sim.start()
     try:
-        while sim_thread.is_alive():
-            sim_thread.join(args.every)
-            print(_status_line(sim, metrics, db_url), file=sys.stderr, flush=True)
+        with psycopg.connect(db_url, autocommit=True) as status_conn:
+            while sim_thread.is_alive():
+                sim_thread.join(args.every)
+                print(_status_line(sim, metrics, status_conn), file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print("stopping...", file=sys.stderr)
     finally:

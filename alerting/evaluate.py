@@ -72,7 +72,7 @@ def add_eval_command(sub: argparse._SubParsersAction[Any]) -> None:
 def plan_injections(fleet: Fleet, seed: int, sim_s: float) -> list[Injection]:
     """Incidents and nuisances for every elder, spread over the run (seeded)."""
     rng = np.random.default_rng(seed)
-    # A separate stream: adding low-battery incidents left the other draws of a seed unchanged.
+    # A stream of its own, so the low-battery plan never shifts the draws of the other incidents.
     rng_battery = np.random.default_rng([seed, 1])
     by_elder: dict[str, dict[DeviceType, str]] = {}
     hb = {d.id: d.heartbeat_s for d in fleet.devices}

@@ -92,7 +92,6 @@ class DeviceModel:
         self.low_sent = self.battery_pct < LOW_BATTERY_PCT
         self.pending: list[tuple[int, Injection]] = []
         self._n_incidents = 0
-        # Drawn last, so every earlier draw of a seed is what it was before.
         self.sense_from_ms = self.next_ms + int(rng.uniform(0, REPORT_PHASE_MS[device.type]))
         self.first_heartbeat_ms = self.next_ms + int(
             rng.uniform(0.1, 1.0) * device.heartbeat_s * 1000

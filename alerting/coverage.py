@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from xml.sax.saxutils import escape
 
-from alerting.geo import EARTH_RADIUS_M
 from alerting.kpi import CenterLoad
 from alerting.routing import CenterIndex
 from gateway import Fleet
+from gateway.geo import EARTH_RADIUS_M
 
 M_PER_DEG_LAT = EARTH_RADIUS_M * math.pi / 180
 # Above this many columns the per-cell table no longer fits a terminal: summary + CSV instead.

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
-from alerting.geo import distance_m
 from alerting.routing import CenterIndex, NoCenterError, RouteDecision
 from gateway import AlertStatus, CareCenter, Severity
+from gateway.geo import distance_m
 
 logger = logging.getLogger(__name__)
 

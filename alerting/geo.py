@@ -1,10 +1,6 @@
-"""Great-circle distances and local time of day (pure)."""
+"""Local time of day in the district (pure)."""
 
 from __future__ import annotations
-
-from gateway.geo import EARTH_RADIUS_M, distance_m
-
-__all__ = ["EARTH_RADIUS_M", "LOCAL_UTC_OFFSET_MS", "distance_m", "is_night", "local_hour"]
 
 # Beijing time is UTC+8 all year (China observes no daylight saving).
 LOCAL_UTC_OFFSET_MS = 8 * 3600 * 1000

@@ -13,13 +13,13 @@ import numpy as np
 import paho.mqtt.client as paho
 
 from alerting.detectors.smoke import ALARM_DB_M
-from alerting.geo import distance_m
 from alerting.lifecycle import AlertRow
 from firmware_sim.incidents import Incident
 from gateway.codec import decode
 from gateway.contract import AlertKind, DeviceType
 from gateway.errors import PayloadError
 from gateway.fleet import Fleet
+from gateway.geo import distance_m
 from gateway.messages import BandTelemetry, CaneTelemetry, Event, SmokeTelemetry
 from gateway.mqtt import make_client, parse_mqtt_url
 from gateway.topics import device_filter

@@ -25,8 +25,8 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.neighbors import BallTree
 
-from alerting.geo import EARTH_RADIUS_M
 from gateway import CareCenter
+from gateway.geo import EARTH_RADIUS_M
 
 # First k of the incremental query: enough for the common case where the nearest centre or
 # one of its neighbours covers the position and has a free slot.

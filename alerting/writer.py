@@ -11,13 +11,13 @@ import psycopg
 
 from alerting import store
 from alerting.dispatch import ActiveAlert, Dispatcher, Move, MoveKind
-from alerting.geo import distance_m
 from alerting.lifecycle import AUTO_CLOSABLE, AlertRow, TransitionError
 from alerting.model import Action, Close, Raise
 from alerting.routing import NoCenterError
 from gateway.alerts import encode_alert
 from gateway.contract import AlertKind, AlertStatus
 from gateway.fleet import CareCenter
+from gateway.geo import distance_m
 from gateway.topics import alert_topic
 
 logger = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alerting.dispatch import Dispatcher
-from alerting.geo import EARTH_RADIUS_M
 from alerting.routing import RouteDecision
 from gateway import CareCenter
+from gateway.geo import EARTH_RADIUS_M
 
 CENTRE_LAT, CENTRE_LON = 39.919, 116.355  # middle of Xicheng district
 KM2_PER_CENTRE = 0.5

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alerting.geo import distance_m, is_night
+from alerting.geo import is_night
 from alerting.model import Finding, Trigger
 from gateway.contract import AlertKind, Severity
+from gateway.geo import distance_m
 
 # GPS wristbands are good to ~10 m in the open and tens of metres in narrow streets
 # (multipath; the district reference data). A fix counts as confidently outside when it is

@@ -21,9 +21,9 @@ from alerting.coverage import (
     render_svg,
     render_text,
 )
-from alerting.geo import distance_m
 from alerting.kpi import CenterLoad
 from gateway import CareCenter, Elder, Fleet, fleet_to_dict
+from gateway.geo import distance_m
 from tests.alerting.test_kpi import T0, add_alert, add_center, db, run_cli
 
 __all__ = ["db"]  # the fixture, shared with test_kpi

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerting.dispatch import DEFAULT_DEADLINES_S, ActiveAlert, Dispatcher, Move, MoveKind
-from alerting.geo import distance_m
 from gateway import AlertStatus, CareCenter, Severity
+from gateway.geo import distance_m
 
 T0 = 1_764_340_000_000
 

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerting.dispatch import Dispatcher
-from alerting.geo import distance_m
 from alerting.routing import CenterIndex, NoCenterError, RouteDecision
 from gateway import CareCenter
+from gateway.geo import distance_m
 
 # Around Xicheng district, so coverage circles of a few km² overlap and leave gaps.
 LATS = st.floats(39.86, 39.98, allow_nan=False)

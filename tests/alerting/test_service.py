@@ -7,8 +7,8 @@ import time
 import psycopg
 
 from alerting import store
-from alerting.geo import distance_m
 from gateway import AlertKind, AlertStatus, DeviceType, Event, Status
+from gateway.geo import distance_m
 from tests.alerting.helpers import (
     HOME,
     AlertListener,

@@ -23,7 +23,7 @@ import pytest
 
 from eldercare.broker import free_port, start_mosquitto, stop
 from gateway import Fleet
-from ingest.db import connect, row_counts
+from ingest.db import connect, dead_letter_counts, row_counts
 from ingest.migrate import apply_migrations
 from ingest.registry import import_fleet
 from tests.ingest.conftest import Publisher, make_fleet, running, settings_for, wait_for
@@ -40,6 +40,23 @@ def _stored(url: str) -> int:
             return sum(row_counts(conn).values())
     except psycopg.OperationalError:
         return -1
+
+
+def _wait_consuming(url: str, publisher: Publisher, prefix: str, timeout_s: float = 60) -> bool:
+    """Publish a malformed probe until ingest dead-letters one: its subscription is live.
+
+    A subprocess may take seconds to start on a loaded machine, and what is published before
+    its first subscription exists has no session to wait in.
+    """
+    topic = f"{prefix}eldercare/v1/devices/probe-000/telemetry"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        publisher.publish(topic, b"not json")
+        with psycopg.connect(url, autocommit=True) as conn:
+            if sum(dead_letter_counts(conn).values()) > 0:
+                return True
+        time.sleep(0.25)
+    return False
 
 
 def _duplicates_impossible_and_exact(url: str, expected: int) -> None:
@@ -209,8 +226,7 @@ def test_kill_9_then_restart_and_sigterm_flush(
     client_id = f"ingest-{uuid.uuid4().hex[:8]}"
     proc = _ingest_process(schema_url, mqtt_url, topic_prefix, client_id)
     try:
-        assert wait_for(lambda: _stored(schema_url) == 0, 30)
-        time.sleep(2.0)  # subscribed (the session exists from now on)
+        assert _wait_consuming(schema_url, publisher, topic_prefix)
         for topic, payload in stream:
             publisher.publish(topic, payload)
         assert wait_for(lambda: _stored(schema_url) > 0, 30, every_s=0.02)

@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: up test test-fast lint services install
+.PHONY: up test test-fast lint services browser install
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,9 @@ install: $(STAMP)
 services:
 	bash .ci/services
 
+browser:
+	bash .ci/browser
+
 up: install
 	$(BIN)/eldercare up
 
@@ -27,7 +30,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install services lint
+test: install services browser lint
 	$(BIN)/python -m pytest
 
 test-fast: install services

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,8 @@ DEFAULT_COVERAGE_KM2 = 1.0
 DEFAULT_SAFE_RADIUS_M = 300.0
 DEFAULT_HEARTBEAT_S = 300
 _MAX_ID = 64
+_MAX_TEXT = 2000  # longest optional free text (address, notes)
+_HHMM_RE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])|24:00")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +37,38 @@ class CareCenter:
 
 
 @dataclass(frozen=True, slots=True)
+class Window:
+    """A daily availability window in local minutes of the day; `to_min < from_min` wraps."""
+
+    from_min: int
+    to_min: int
+
+    def contains(self, minute_of_day: int) -> bool:
+        """Whether `minute_of_day` (0..1439) falls in [from, to), across midnight when it wraps."""
+        if self.from_min <= self.to_min:
+            return self.from_min <= minute_of_day < self.to_min
+        return minute_of_day >= self.from_min or minute_of_day < self.to_min
+
+
+@dataclass(frozen=True, slots=True)
 class Family:
-    """A family member linked to an elder."""
+    """A family member linked to an elder.
+
+    `phone` and `email` belong to the person (the same in every elder's list); `relation`,
+    `key_holder` and `available` describe the link to this elder.
+    """
 
     id: str
     name: str
+    phone: str | None = None
+    email: str | None = None
+    relation: str | None = None
+    key_holder: bool = False
+    available: tuple[Window, ...] = ()
+
+    def callable_at(self, minute_of_day: int) -> bool:
+        """Whether this person can be called at that local time (no windows: at any time)."""
+        return not self.available or any(w.contains(minute_of_day) for w in self.available)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +81,11 @@ class Elder:
     home_lon: float
     safe_radius_m: float = DEFAULT_SAFE_RADIUS_M
     families: tuple[Family, ...] = ()
+    address: str | None = None
+    phone: str | None = None
+    language: str | None = None
+    notes: str | None = None
+    access_code: str | None = None  # key-safe or door code, shown only to the responder
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +145,43 @@ class _Reader:
             return lo
         return value
 
+    def text(self, obj: dict[str, Any], key: str, where: str) -> str | None:
+        """An optional non-empty string of at most `_MAX_TEXT` characters (None when absent)."""
+        value = obj.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
+            self.errors.append(f"{where}.{key}: optional non-empty string of <= {_MAX_TEXT} chars")
+            return None
+        return value
+
+    def flag(self, obj: dict[str, Any], key: str, where: str) -> bool:
+        """An optional boolean, false when absent."""
+        value = obj.get(key, False)
+        if not isinstance(value, bool):
+            self.errors.append(f"{where}.{key}: optional boolean, got {value!r}")
+            return False
+        return value
+
+    def windows(self, obj: dict[str, Any], where: str) -> tuple[Window, ...]:
+        """Optional `available` windows `[{"from": "HH:MM", "to": "HH:MM"}]`."""
+        out = []
+        for k, item in enumerate(self.items(obj, "available", f"{where}.")):
+            mins = []
+            for end in ("from", "to"):
+                value = item.get(end)
+                match = _HHMM_RE.fullmatch(value) if isinstance(value, str) else None
+                if match is None or (end == "from" and value == "24:00"):
+                    self.errors.append(f"{where}.available[{k}].{end}: HH:MM, got {value!r}")
+                    mins.append(-1)
+                else:
+                    mins.append(int(match.group(0)[:2]) * 60 + int(match.group(0)[3:]))
+            if min(mins) >= 0:
+                if mins[0] == mins[1] % 1440:
+                    self.errors.append(f"{where}.available[{k}]: empty window")
+                out.append(Window(mins[0], mins[1] % 1440))
+        return tuple(out)
+
     def items(self, obj: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
         value = obj.get(key, [])
         if not isinstance(value, list):
@@ -148,17 +220,30 @@ def _centers(r: _Reader, doc: dict[str, Any]) -> list[CareCenter]:
     return out
 
 
+def _family(r: _Reader, f: dict[str, Any], fw: str) -> Family:
+    return Family(
+        id=r.string(f, "id", fw, is_id=True),
+        name=r.string(f, "name", fw),
+        phone=r.text(f, "phone", fw),
+        email=r.text(f, "email", fw),
+        relation=r.text(f, "relation", fw),
+        key_holder=r.flag(f, "key_holder", fw),
+        available=r.windows(f, fw),
+    )
+
+
 def _elders(r: _Reader, doc: dict[str, Any]) -> list[Elder]:
     out = []
-    family_names: dict[str, str] = {}
+    people: dict[str, tuple[str, str | None, str | None]] = {}
     for i, e in enumerate(r.items(doc, "elders", "")):
         w = f"elders[{i}]"
         families = []
         for j, f in enumerate(r.items(e, "families", f"{w}.")):
             fw = f"{w}.families[{j}]"
-            fam = Family(id=r.string(f, "id", fw, is_id=True), name=r.string(f, "name", fw))
-            if family_names.setdefault(fam.id, fam.name) != fam.name:
-                r.errors.append(f"{fw}: family {fam.id!r} has two different names")
+            fam = _family(r, f, fw)
+            person = (fam.name, fam.phone, fam.email)
+            if people.setdefault(fam.id, person) != person:
+                r.errors.append(f"{fw}: family {fam.id!r} has two different names or contacts")
             families.append(fam)
         out.append(
             Elder(
@@ -168,6 +253,11 @@ def _elders(r: _Reader, doc: dict[str, Any]) -> list[Elder]:
                 home_lon=r.number(e, "home_lon", w, -180, 180, None),
                 safe_radius_m=r.number(e, "safe_radius_m", w, 1, 1e5, DEFAULT_SAFE_RADIUS_M),
                 families=tuple(families),
+                address=r.text(e, "address", w),
+                phone=r.text(e, "phone", w),
+                language=r.text(e, "language", w),
+                notes=r.text(e, "notes", w),
+                access_code=r.text(e, "access_code", w),
             )
         )
         r.unique([f.id for f in families], f"{w}.families")
@@ -234,19 +324,50 @@ def fleet_to_dict(fleet: Fleet) -> dict[str, Any]:
             }
             for c in fleet.care_centers
         ],
-        "elders": [
-            {
-                "id": e.id,
-                "name": e.name,
-                "home_lat": e.home_lat,
-                "home_lon": e.home_lon,
-                "safe_radius_m": e.safe_radius_m,
-                "families": [{"id": f.id, "name": f.name} for f in e.families],
-            }
-            for e in fleet.elders
-        ],
+        "elders": [_elder_dict(e) for e in fleet.elders],
         "devices": [
             {"id": d.id, "type": d.type.value, "elder_id": d.elder_id, "heartbeat_s": d.heartbeat_s}
             for d in fleet.devices
         ],
     }
+
+
+def hhmm(minute_of_day: int) -> str:
+    """`HH:MM` of a minute of the day (0..1439)."""
+    return f"{minute_of_day // 60:02d}:{minute_of_day % 60:02d}"
+
+
+def window_dicts(windows: tuple[Window, ...]) -> list[dict[str, str]]:
+    """The `available` JSON list of `windows`."""
+    return [{"from": hhmm(w.from_min), "to": hhmm(w.to_min)} for w in windows]
+
+
+def _family_dict(f: Family) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": f.id, "name": f.name}
+    optional = {"phone": f.phone, "email": f.email, "relation": f.relation}
+    out.update({k: v for k, v in optional.items() if v is not None})
+    if f.key_holder:
+        out["key_holder"] = True
+    if f.available:
+        out["available"] = window_dicts(f.available)
+    return out
+
+
+def _elder_dict(e: Elder) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": e.id,
+        "name": e.name,
+        "home_lat": e.home_lat,
+        "home_lon": e.home_lon,
+        "safe_radius_m": e.safe_radius_m,
+        "families": [_family_dict(f) for f in e.families],
+    }
+    optional = {
+        "address": e.address,
+        "phone": e.phone,
+        "language": e.language,
+        "notes": e.notes,
+        "access_code": e.access_code,
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    return out

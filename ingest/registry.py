@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import psycopg
 
 from gateway import CareCenter, Device, DeviceType, Elder, Family, Fleet
+from gateway.fleet import Window, window_dicts
 
 logger = logging.getLogger(__name__)
 
@@ -25,18 +27,27 @@ _CENTERS = (
     " WHERE (t.name, t.lat, t.lon, t.capacity, t.coverage_km2) IS DISTINCT FROM"
     " (EXCLUDED.name, EXCLUDED.lat, EXCLUDED.lon, EXCLUDED.capacity, EXCLUDED.coverage_km2)"
 )
+_ELDER_COLS = (
+    "name, home_lat, home_lon, safe_radius_m, address, phone, language, notes, access_code"
+)
 _ELDERS = (
-    "INSERT INTO elders AS t (id, name, home_lat, home_lon, safe_radius_m)"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[], %s::float8[])"
-    " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, home_lat = EXCLUDED.home_lat,"
-    " home_lon = EXCLUDED.home_lon, safe_radius_m = EXCLUDED.safe_radius_m, updated_at = now()"
-    " WHERE (t.name, t.home_lat, t.home_lon, t.safe_radius_m) IS DISTINCT FROM"
-    " (EXCLUDED.name, EXCLUDED.home_lat, EXCLUDED.home_lon, EXCLUDED.safe_radius_m)"
+    f"INSERT INTO elders AS t (id, {_ELDER_COLS})"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[], %s::float8[],"
+    " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+    " ON CONFLICT (id) DO UPDATE SET (" + _ELDER_COLS + ", updated_at) ="
+    " (EXCLUDED.name, EXCLUDED.home_lat, EXCLUDED.home_lon, EXCLUDED.safe_radius_m,"
+    " EXCLUDED.address, EXCLUDED.phone, EXCLUDED.language, EXCLUDED.notes, EXCLUDED.access_code,"
+    " now())"
+    " WHERE (" + ", ".join(f"t.{c}" for c in _ELDER_COLS.split(", ")) + ") IS DISTINCT FROM"
+    " (" + ", ".join(f"EXCLUDED.{c}" for c in _ELDER_COLS.split(", ")) + ")"
 )
 _FAMILIES = (
-    "INSERT INTO families AS t (id, name) SELECT * FROM unnest(%s::text[], %s::text[])"
-    " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name"
-    " WHERE t.name IS DISTINCT FROM EXCLUDED.name"
+    "INSERT INTO families AS t (id, name, phone, email)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
+    " ON CONFLICT (id) DO UPDATE SET (name, phone, email) ="
+    " (EXCLUDED.name, EXCLUDED.phone, EXCLUDED.email)"
+    " WHERE (t.name, t.phone, t.email) IS DISTINCT FROM"
+    " (EXCLUDED.name, EXCLUDED.phone, EXCLUDED.email)"
 )
 _LINKS_DELETE = (
     "DELETE FROM elder_families AS l WHERE l.elder_id = ANY(%s::text[]) AND NOT EXISTS"
@@ -44,8 +55,13 @@ _LINKS_DELETE = (
     " AND u.f = l.family_id)"
 )
 _LINKS_INSERT = (
-    "INSERT INTO elder_families (elder_id, family_id) SELECT * FROM unnest(%s::text[], %s::text[])"
-    " ON CONFLICT DO NOTHING"
+    "INSERT INTO elder_families AS t (elder_id, family_id, relation, key_holder, available)"
+    " SELECT e, f, r, k, a::jsonb"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::bool[], %s::text[]) AS u (e, f, r, k, a)"
+    " ON CONFLICT (elder_id, family_id) DO UPDATE SET (relation, key_holder, available) ="
+    " (EXCLUDED.relation, EXCLUDED.key_holder, EXCLUDED.available)"
+    " WHERE (t.relation, t.key_holder, t.available) IS DISTINCT FROM"
+    " (EXCLUDED.relation, EXCLUDED.key_holder, EXCLUDED.available)"
 )
 _DEVICES = (
     "INSERT INTO devices AS t (id, type, elder_id, heartbeat_s)"
@@ -84,7 +100,7 @@ def import_fleet(conn: Conn, fleet: Fleet) -> ImportResult:
     """
     c, e = fleet.care_centers, fleet.elders
     families = {f.id: f for elder in e for f in elder.families}
-    links = [(elder.id, f.id) for elder in e for f in elder.families]
+    links = [(elder.id, f) for elder in e for f in elder.families]
     with conn.transaction():
         n_centers = conn.execute(
             _CENTERS,
@@ -105,14 +121,35 @@ def import_fleet(conn: Conn, fleet: Fleet) -> ImportResult:
                 [x.home_lat for x in e],
                 [x.home_lon for x in e],
                 [x.safe_radius_m for x in e],
+                [x.address for x in e],
+                [x.phone for x in e],
+                [x.language for x in e],
+                [x.notes for x in e],
+                [x.access_code for x in e],
             ),
         ).rowcount
+        fams = list(families.values())
         n_families = conn.execute(
-            _FAMILIES, ([f.id for f in families.values()], [f.name for f in families.values()])
+            _FAMILIES,
+            (
+                [f.id for f in fams],
+                [f.name for f in fams],
+                [f.phone for f in fams],
+                [f.email for f in fams],
+            ),
         ).rowcount
-        link_e, link_f = [a for a, _ in links], [b for _, b in links]
+        link_e, link_f = [a for a, _ in links], [b.id for _, b in links]
         n_links = conn.execute(_LINKS_DELETE, ([x.id for x in e], link_e, link_f)).rowcount
-        n_links += conn.execute(_LINKS_INSERT, (link_e, link_f)).rowcount
+        n_links += conn.execute(
+            _LINKS_INSERT,
+            (
+                link_e,
+                link_f,
+                [f.relation for _, f in links],
+                [f.key_holder for _, f in links],
+                [json.dumps(window_dicts(f.available)) for _, f in links],
+            ),
+        ).rowcount
         d = fleet.devices
         n_devices = conn.execute(
             _DEVICES,
@@ -140,21 +177,58 @@ def load_devices(conn: Conn) -> dict[str, Device]:
     return {str(i): Device(str(i), DeviceType(t), str(el), int(hb)) for i, t, el, hb in rows}
 
 
+def family_from_row(row: tuple[Any, ...]) -> Family:
+    """A linked family member from `(id, name, phone, email, relation, key_holder, available)`."""
+    fam_id, name, phone, email, relation, key_holder, available = row
+    return Family(
+        str(fam_id),
+        str(name),
+        phone,
+        email,
+        relation,
+        bool(key_holder),
+        tuple(Window(_minutes(w["from"]), _minutes(w["to"]) % 1440) for w in (available or [])),
+    )
+
+
+def _minutes(hhmm: str) -> int:
+    return int(hhmm[:2]) * 60 + int(hhmm[3:5])
+
+
+FAMILY_COLUMNS = "f.id, f.name, f.phone, f.email, l.relation, l.key_holder, l.available"
+ELDER_COLUMNS = (
+    "id, name, home_lat, home_lon, safe_radius_m, address, phone, language, notes, access_code"
+)
+
+
+def elder_from_row(row: tuple[Any, ...], families: tuple[Family, ...]) -> Elder:
+    """An elder from a row of `ELDER_COLUMNS`."""
+    i, n, la, lo, r, address, phone, language, notes, access_code = row
+    return Elder(
+        str(i),
+        str(n),
+        float(la),
+        float(lo),
+        float(r),
+        families,
+        address,
+        phone,
+        language,
+        notes,
+        access_code,
+    )
+
+
 def load_elders(conn: Conn) -> dict[str, Elder]:
-    """Elder id -> elder, with the linked families."""
+    """Elder id -> elder, with the linked families and responder fields."""
     links: dict[str, list[Family]] = {}
-    for elder_id, fam_id, fam_name in conn.execute(
-        "SELECT l.elder_id, f.id, f.name FROM elder_families AS l"
+    for row in conn.execute(
+        f"SELECT l.elder_id, {FAMILY_COLUMNS} FROM elder_families AS l"
         " JOIN families AS f ON f.id = l.family_id ORDER BY l.elder_id, f.id"
     ).fetchall():
-        links.setdefault(str(elder_id), []).append(Family(str(fam_id), str(fam_name)))
-    rows = conn.execute(
-        "SELECT id, name, home_lat, home_lon, safe_radius_m FROM elders ORDER BY id"
-    ).fetchall()
-    return {
-        str(i): Elder(str(i), str(n), float(la), float(lo), float(r), tuple(links.get(str(i), ())))
-        for i, n, la, lo, r in rows
-    }
+        links.setdefault(str(row[0]), []).append(family_from_row(row[1:]))
+    rows = conn.execute(f"SELECT {ELDER_COLUMNS} FROM elders ORDER BY id").fetchall()
+    return {str(row[0]): elder_from_row(row, tuple(links.get(str(row[0]), ()))) for row in rows}
 
 
 def load_centers_on_duty(conn: Conn) -> list[tuple[CareCenter, bool]]:

@@ -13,7 +13,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from alerting.routing import CenterIndex, NoCenterError, RouteDecision
-from gateway import AlertStatus, CareCenter, Severity
+from gateway import AlertKind, AlertStatus, CareCenter, Severity
 from gateway.geo import distance_m
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_DEADLINES_S: Mapping[Severity, float] = MappingProxyType(
     {Severity.CRITICAL: 60.0, Severity.HIGH: 120.0, Severity.MEDIUM: 300.0, Severity.LOW: 900.0}
 )
+# What a centre's capacity counts: incidents that need a responder to go out. Notices
+# (low battery, device offline, inactivity, anomaly) are worked from the desk and never
+# displace a critical alert (EN 50134-7 separates alarm calls from technical notices).
+INCIDENT_KINDS = frozenset({AlertKind.SOS, AlertKind.FALL, AlertKind.SMOKE, AlertKind.WANDERING})
 ACTIVE_STATUSES = frozenset({AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED, AlertStatus.ESCALATED})
 UNANSWERED_STATUSES = frozenset({AlertStatus.OPEN, AlertStatus.ESCALATED})
 _URGENCY = {s: rank for rank, s in enumerate(Severity)}

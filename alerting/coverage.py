@@ -1,8 +1,10 @@
 """Coverage report of a district: homes covered, distance to the nearest centre per cell, gaps.
 
-Pure: a fleet (and, optionally, the centres' recent load) in; figures, a CSV and a hand-written
-SVG map out. Cells are squares of `cell_km` a side on an equirectangular grid over the
-district's bounding box; a cell is a gap when its centre lies outside every coverage circle.
+Pure: a fleet, optionally the district outline (WGS-84) and the centres' recent load in;
+figures and a CSV out (the map is drawn by `alerting.coverage_map`). Cells are squares of
+`cell_km` a side on an equirectangular grid over the box around the district and the fleet; a
+cell is a gap when its centre lies outside every coverage circle and it holds district land or
+homes. Land outside the district is no gap: nobody is meant to be covered there.
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from xml.sax.saxutils import escape
+from dataclasses import dataclass
 
 from alerting.kpi import CenterLoad
 from alerting.routing import CenterIndex
@@ -46,6 +47,7 @@ class Cell:
     covered: bool
     homes: int = 0  # elders' homes inside the cell
     uncovered_homes: int = 0  # of those, homes outside every coverage circle
+    district_share: float = 1.0  # share of the cell's area inside the district outline
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class CoverageReport:
     homes_covered: int
     home_points: tuple[tuple[float, float, bool], ...]  # (lat, lon, covered), no identities
     loads: tuple[CenterLoad, ...]
+    outline: tuple[tuple[tuple[float, float], ...], ...] = ()  # WGS-84 rings, (lat, lon)
 
     @property
     def home_share(self) -> float | None:
@@ -68,9 +71,19 @@ class CoverageReport:
         return self.homes_covered / self.homes_total if self.homes_total else None
 
     @property
+    def district_cells(self) -> tuple[Cell, ...]:
+        """Cells holding district land (all cells when no outline is given) or homes."""
+        return tuple(c for c in self.cells if c.district_share > 0 or c.homes)
+
+    @property
     def gaps(self) -> tuple[Cell, ...]:
-        """Cells whose centre no centre covers."""
-        return tuple(c for c in self.cells if not c.covered)
+        """District cells whose centre no centre covers."""
+        return tuple(c for c in self.district_cells if not c.covered)
+
+    @property
+    def empty_gaps(self) -> tuple[Cell, ...]:
+        """Gaps without a home outside coverage: uncovered land where nobody is at risk."""
+        return tuple(c for c in self.gaps if not c.uncovered_homes)
 
     @property
     def inhabited_gaps(self) -> tuple[Cell, ...]:
@@ -128,19 +141,59 @@ def _homes_per_cell(
     return counts
 
 
+Ring = Sequence[tuple[float, float]]
+
+
+def point_in_rings(lat: float, lon: float, rings: Sequence[Ring]) -> bool:
+    """Even-odd rule over every ring (so holes subtract), in plane lat/lon coordinates."""
+    inside = False
+    for ring in rings:
+        for (lat1, lon1), (lat2, lon2) in zip(ring, [*ring[1:], ring[0]], strict=True):
+            if (lat1 > lat) != (lat2 > lat) and lon < lon1 + (lat - lat1) * (lon2 - lon1) / (
+                lat2 - lat1
+            ):
+                inside = not inside
+    return inside
+
+
+def rings_bbox(rings: Sequence[Ring]) -> BBox:
+    """The box around every position of the rings."""
+    lats = [p[0] for ring in rings for p in ring]
+    lons = [p[1] for ring in rings for p in ring]
+    return BBox(min(lats), min(lons), max(lats), max(lons))
+
+
+def _union(a: BBox, b: BBox) -> BBox:
+    return BBox(
+        min(a.south, b.south), min(a.west, b.west), max(a.north, b.north), max(a.east, b.east)
+    )
+
+
+def _district_share(
+    lat: float, lon: float, dlat: float, dlon: float, rings: Sequence[Ring], samples: int = 4
+) -> float:
+    """Share of a cell inside the outline, from `samples`² points spread over the cell."""
+    steps = [(i + 0.5) / samples - 0.5 for i in range(samples)]
+    hits = sum(point_in_rings(lat + a * dlat, lon + b * dlon, rings) for a in steps for b in steps)
+    return hits / samples**2
+
+
 def coverage_report(
     fleet: Fleet,
     cell_km: float = 1.0,
     bbox: BBox | None = None,
     loads: Sequence[CenterLoad] = (),
+    outline: Sequence[Ring] = (),
 ) -> CoverageReport:
     """Compute the coverage of a fleet's homes and district by its care centres.
 
     Args:
         fleet: The fleet (centres and homes).
         cell_km: Side of a grid cell, km (1 km gives 1 km² cells).
-        bbox: The district's box; by default the box around every home and centre.
+        bbox: The grid's box; by default the box around the outline, every home and centre.
         loads: Recent per-centre load, to list the centres over capacity.
+        outline: The district's rings in WGS-84 ``(lat, lon)``; cells outside it without
+            homes are not gaps. Empty: every cell counts as district land.
 
     Raises:
         ValueError: for a fleet without centres, or a bad cell size.
@@ -148,26 +201,32 @@ def coverage_report(
     if not fleet.care_centers:
         raise ValueError("the fleet has no care centres")
     box = bbox or fleet_bbox(fleet)
+    if bbox is None and outline:
+        box = _union(box, rings_bbox(outline))
     index = CenterIndex(fleet.care_centers)
     rows, cols, centres = grid_cells(box, cell_km)
+    dlat, dlon = _cell_steps(box, cell_km)
     dist, idx = index.nearest(centres, 1)
     covered = index.covered(centres)
-    cells = tuple(
-        Cell(i // cols, i % cols, lat, lon, index.centers[idx[i][0]].id, float(dist[i][0]), cov)
-        for i, ((lat, lon), cov) in enumerate(zip(centres, covered, strict=True))
-    )
     homes = [(e.home_lat, e.home_lon) for e in fleet.elders]
     home_cov = index.covered(homes)
     per_cell = _homes_per_cell(box, cell_km, rows, cols, homes)
     uncovered = [h for h, cov in zip(homes, home_cov, strict=True) if not cov]
     bare = _homes_per_cell(box, cell_km, rows, cols, uncovered)
     cells = tuple(
-        replace(
-            c,
-            homes=per_cell.get((c.row, c.col), 0),
-            uncovered_homes=bare.get((c.row, c.col), 0),
+        Cell(
+            row=i // cols,
+            col=i % cols,
+            lat=lat,
+            lon=lon,
+            nearest_center_id=index.centers[idx[i][0]].id,
+            distance_m=float(dist[i][0]),
+            covered=cov,
+            homes=per_cell.get((i // cols, i % cols), 0),
+            uncovered_homes=bare.get((i // cols, i % cols), 0),
+            district_share=_district_share(lat, lon, dlat, dlon, outline) if outline else 1.0,
         )
-        for c in cells
+        for i, ((lat, lon), cov) in enumerate(zip(centres, covered, strict=True))
     )
     return CoverageReport(
         bbox=box,
@@ -179,15 +238,19 @@ def coverage_report(
         homes_covered=sum(home_cov),
         home_points=tuple((h[0], h[1], c) for h, c in zip(homes, home_cov, strict=True)),
         loads=tuple(loads),
+        outline=tuple(tuple(ring) for ring in outline),
     )
 
 
 def cells_csv(report: CoverageReport) -> str:
     """One CSV line per cell: position, nearest centre, distance and coverage."""
-    lines = ["row,col,lat,lon,nearest_center_id,distance_m,covered,homes,uncovered_homes"]
+    lines = [
+        "row,col,lat,lon,nearest_center_id,distance_m,covered,homes,uncovered_homes,district_share"
+    ]
     lines += [
         f"{c.row},{c.col},{c.lat:.6f},{c.lon:.6f},{c.nearest_center_id},"
-        f"{c.distance_m:.1f},{str(c.covered).lower()},{c.homes},{c.uncovered_homes}"
+        f"{c.distance_m:.1f},{str(c.covered).lower()},{c.homes},{c.uncovered_homes},"
+        f"{c.district_share:.4f}"
         for c in report.cells
     ]
     return "\n".join(lines) + "\n"
@@ -209,26 +272,36 @@ def _load_lines(report: CoverageReport, loads_known: bool) -> list[str]:
     ]
 
 
+def _table_cell(c: Cell, in_district: bool) -> str:
+    if not in_district:
+        return "  -  "
+    return f"{c.distance_m / 1000:4.1f}{' ' if c.covered else '*'}"
+
+
 def render_text(report: CoverageReport, loads_known: bool = True) -> str:
     """The human-readable report printed by `eldercare coverage`."""
     b, n = report.bbox, len(report.cells)
-    dists = sorted(c.distance_m for c in report.cells)
+    land = report.district_cells
+    dists = sorted(c.distance_m for c in land or report.cells)
+    m = len(dists)
     out = [
         f"Homes within coverage: {report.homes_covered} / {report.homes_total} "
         f"({_pct(report.home_share)})",
         f"Grid: {report.cell_km:g} km cells, {report.rows} rows x {report.cols} cols = {n} cells, "
         f"{b.south:.4f}-{b.north:.4f} N, {b.west:.4f}-{b.east:.4f} E",
-        f"Distance to the nearest centre per cell (m): min {dists[0]:.0f}, "
-        f"median {statistics.median(dists):.0f}, p90 {dists[int(0.9 * (n - 1))]:.0f}, "
+        f"Distance to the nearest centre per district cell (m): min {dists[0]:.0f}, "
+        f"median {statistics.median(dists):.0f}, p90 {dists[int(0.9 * (m - 1))]:.0f}, "
         f"max {dists[-1]:.0f}",
     ]
     if report.cols <= MAX_TABLE_COLS:
-        out.append("Nearest-centre distance per cell, km (north at the top; * = gap):")
+        out.append(
+            "Nearest-centre distance per cell, km (north at the top; * = gap, "
+            "  -   = outside the district, no homes):"
+        )
+        in_land = {(c.row, c.col) for c in land}
         for r in reversed(range(report.rows)):
             row = report.cells[r * report.cols : (r + 1) * report.cols]
-            out.append(
-                " ".join(f"{c.distance_m / 1000:4.1f}{' ' if c.covered else '*'}" for c in row)
-            )
+            out.append(" ".join(_table_cell(c, (c.row, c.col) in in_land) for c in row))
     else:
         out.append("(grid too wide for a table: use --csv for every cell)")
     out.append(f"Cells with homes outside every coverage circle: {len(report.inhabited_gaps)}")
@@ -237,7 +310,10 @@ def render_text(report: CoverageReport, loads_known: bool = True) -> str:
         f"{c.uncovered_homes} of {c.homes} home(s) uncovered"
         for c in report.inhabited_gaps[:50]
     ]
-    out.append(f"Gap cells (outside every coverage circle): {len(report.gaps)} of {n}")
+    out.append(
+        f"Gap cells (outside every coverage circle): {len(report.gaps)} of {len(land)} "
+        f"district cells; {len(report.empty_gaps)} of them without uncovered homes"
+    )
     out += [
         f"  row {c.row:3d} col {c.col:3d}  {c.lat:.5f} N {c.lon:.5f} E  "
         f"nearest {c.nearest_center_id} at {c.distance_m:.0f} m, {c.homes} home(s)"
@@ -247,92 +323,3 @@ def render_text(report: CoverageReport, loads_known: bool = True) -> str:
         out.append(f"  ... and {len(report.gaps) - 50} more (see --csv)")
     out += _load_lines(report, loads_known)
     return "\n".join(out) + "\n"
-
-
-@dataclass(frozen=True, slots=True)
-class _Projection:
-    """Equirectangular lat/lon -> pixels, x scaled by cos(mid latitude) so circles stay round."""
-
-    west: float
-    north: float
-    kx_m_per_deg: float
-    px_per_m: float
-    width_px: int
-    height_px: int
-
-    @classmethod
-    def around(cls, b: BBox, margin_m: float, width_px: int) -> _Projection:
-        kx = M_PER_DEG_LAT * math.cos(math.radians((b.south + b.north) / 2))
-        west, east = b.west - margin_m / kx, b.east + margin_m / kx
-        south, north = b.south - margin_m / M_PER_DEG_LAT, b.north + margin_m / M_PER_DEG_LAT
-        px_per_m = width_px / ((east - west) * kx)
-        height_px = round((north - south) * M_PER_DEG_LAT * px_per_m)
-        return cls(west, north, kx, px_per_m, width_px, height_px)
-
-    def xy(self, lat: float, lon: float) -> tuple[float, float]:
-        return (
-            (lon - self.west) * self.kx_m_per_deg * self.px_per_m,
-            (self.north - lat) * M_PER_DEG_LAT * self.px_per_m,
-        )
-
-
-def _svg_gaps(report: CoverageReport, pj: _Projection) -> list[str]:
-    w = report.cell_km * 1000 * pj.px_per_m
-    out = ['<g id="gaps" fill="#e53935" fill-opacity="0.25" stroke="none">']
-    for c in report.gaps:
-        x, y = pj.xy(c.lat, c.lon)
-        out.append(
-            f'<rect x="{x - w / 2:.1f}" y="{y - w / 2:.1f}" width="{w:.1f}" height="{w:.1f}"/>'
-        )
-    return [*out, "</g>"]
-
-
-def _svg_centres(report: CoverageReport, fleet: Fleet, pj: _Projection) -> list[str]:
-    circles = ['<g id="coverage" fill="#1e88e5" fill-opacity="0.12" stroke="#1e88e5">']
-    squares = ['<g id="centres" stroke="#000000">']
-    over = {load.center_id for load in report.over_capacity}
-    for cc in fleet.care_centers:
-        x, y = pj.xy(cc.lat, cc.lon)
-        r = cc.coverage_radius_m * pj.px_per_m
-        circles.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}"/>')
-        colour = "#d81b60" if cc.id in over else "#0d47a1"
-        squares.append(
-            f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{colour}">'
-            f"<title>{escape(cc.id)}</title></rect>"
-        )
-    return [*circles, "</g>", *_svg_homes(report, pj), *squares, "</g>"]
-
-
-def _svg_homes(report: CoverageReport, pj: _Projection) -> list[str]:
-    out = ['<g id="homes" stroke="none">']
-    for lat, lon, covered in report.home_points:
-        x, y = pj.xy(lat, lon)
-        colour = "#43a047" if covered else "#6d4c41"
-        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="1.5" fill="{colour}"/>')
-    return [*out, "</g>"]
-
-
-def render_svg(report: CoverageReport, fleet: Fleet, width_px: int = 900) -> str:
-    """A self-contained SVG map: gap cells, coverage circles, homes and centres.
-
-    Drawn from the data alone (no map tiles): an equirectangular projection, which is
-    accurate to well under 1 % across a district of a few kilometres.
-    """
-    margin_m = 1.1 * max(c.coverage_radius_m for c in fleet.care_centers)
-    pj = _Projection.around(report.bbox, margin_m, width_px)
-    total_h = pj.height_px + 40
-    legend = (
-        f"{len(fleet.care_centers)} centres (pink: over capacity), coverage circles, "
-        f"homes (green covered: {_pct(report.home_share)}), red cells: "
-        f"{len(report.gaps)} gaps of {len(report.cells)} x {report.cell_km:g} km cells"
-    )
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width_px}" height="{total_h}" '
-        f'viewBox="0 0 {width_px} {total_h}" font-family="sans-serif" font-size="12">',
-        f'<rect width="{width_px}" height="{total_h}" fill="#ffffff"/>',
-        *_svg_gaps(report, pj),
-        *_svg_centres(report, fleet, pj),
-        f'<text x="8" y="{pj.height_px + 25}">{escape(legend)}</text>',
-        "</svg>",
-    ]
-    return "\n".join(parts) + "\n"

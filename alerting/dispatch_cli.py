@@ -12,10 +12,12 @@ from typing import Any
 
 import psycopg
 
-from alerting.coverage import BBox, cells_csv, coverage_report, render_svg, render_text
+from alerting.coverage import BBox, cells_csv, coverage_report, render_text
+from alerting.coverage_map import render_svg
 from alerting.kpi import AnswerTimeKpi, CenterLoad, answer_time_kpis, center_loads
 from alerting.settings import AlertingSettings
 from gateway import FleetError, parse_fleet
+from gateway.datum import district_outline_wgs84, outline_rings
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,12 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     cov.add_argument("--svg", type=Path, default=Path("coverage.svg"), help="map (coverage.svg)")
     cov.add_argument("--since-hours", type=float, default=24.0, help="load period (default 24)")
     cov.add_argument("--no-db", action="store_true", help="skip centre load from the database")
+    cov.add_argument(
+        "--outline",
+        type=Path,
+        help="district outline GeoJSON (default: the bundled Xicheng outline; "
+        'features with properties.datum "GCJ-02" are converted to WGS-84)',
+    )
     cov.set_defaults(handler=cmd_coverage)
 
     kpi = sub.add_parser("kpi", parents=[db], help="telecare answer-time KPIs")
@@ -133,24 +141,33 @@ def _parse_bbox(text: str | None) -> BBox | None:
     return BBox(south, west, north, east)
 
 
+def _outline(path: Path | None) -> tuple[list[list[tuple[float, float]]], str]:
+    """The district rings in WGS-84 and the district's name for the map title."""
+    collection = district_outline_wgs84(path)
+    props = collection["features"][0].get("properties", {}) if collection["features"] else {}
+    name = str(props.get("name_en") or props.get("name") or "District")
+    return outline_rings(collection), name
+
+
 def cmd_coverage(args: argparse.Namespace) -> int:
     """`eldercare coverage FLEET`: print the report, write the SVG map (and the CSV)."""
     try:
         fleet = parse_fleet(args.fleet.read_bytes())
         bbox = _parse_bbox(args.bbox)
-    except (OSError, FleetError, ValueError) as exc:
+        rings, district = _outline(args.outline)
+    except (OSError, FleetError, ValueError, KeyError, TypeError, IndexError) as exc:
         print(f"coverage: {exc}", file=sys.stderr)
         return 2
     now_ms = _now_ms()
     since_ms = now_ms - int(args.since_hours * 3_600_000)
     loads = None if args.no_db else _loads(_database_url(args), since_ms, now_ms)
     try:
-        report = coverage_report(fleet, args.cell_km, bbox, loads or ())
+        report = coverage_report(fleet, args.cell_km, bbox, loads or (), rings)
     except ValueError as exc:
         print(f"coverage: {exc}", file=sys.stderr)
         return 2
     print(render_text(report, loads_known=loads is not None), end="")
-    args.svg.write_text(render_svg(report, fleet), encoding="utf-8")
+    args.svg.write_text(render_svg(report, fleet, title=district), encoding="utf-8")
     print(f"Map written to {args.svg}")
     if args.csv is not None:
         args.csv.write_text(cells_csv(report), encoding="utf-8")

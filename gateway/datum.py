@@ -16,11 +16,18 @@ implementation decides that.
 
 from __future__ import annotations
 
+import json
 import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
 
 # Krasovsky 1940 ellipsoid, the reference of the GCJ-02 series (eviltransform, coordtransform).
 _A_M = 6378245.0
 _EE = 0.00669342162296594323
+
+# The district outline shipped in the package (GCJ-02 as published).
+BUNDLED_OUTLINE = "data/xicheng-boundary.geojson"
 
 # Inverse iteration: stop when the forward image is within this many degrees of the target.
 _INVERSE_TOLERANCE_DEG = 1e-9
@@ -106,3 +113,54 @@ def ring_gcj02_to_wgs84(ring: list[list[float]]) -> list[list[float]]:
         w_lat, w_lon = gcj02_to_wgs84(lat, lon)
         out.append([round(w_lon, 7), round(w_lat, 7)])
     return out
+
+
+def _bundled_outline() -> dict[str, Any]:
+    raw = resources.files("gateway").joinpath(BUNDLED_OUTLINE).read_text(encoding="utf-8")
+    data: dict[str, Any] = json.loads(raw)
+    return data
+
+
+def outline_to_wgs84(collection: dict[str, Any]) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection of (Multi)Polygons with every position in WGS-84.
+
+    Features whose ``properties.datum`` is ``"GCJ-02"`` are converted; others are taken as
+    WGS-84 already (the GeoJSON default, RFC 7946 §4). Multipolygons stay multipolygons.
+    """
+    features = []
+    for feature in collection.get("features", []):
+        props = dict(feature.get("properties") or {})
+        geom = feature["geometry"]
+        polys = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
+        if props.get("datum") == "GCJ-02":
+            polys = [[ring_gcj02_to_wgs84(ring) for ring in poly] for poly in polys]
+        props["datum"] = "WGS-84"
+        features.append(
+            {
+                "type": "Feature",
+                "properties": props,
+                "geometry": {"type": "MultiPolygon", "coordinates": polys},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def district_outline_wgs84(path: Path | None = None) -> dict[str, Any]:
+    """The district outline as a WGS-84 GeoJSON FeatureCollection of MultiPolygons.
+
+    Args:
+        path: A GeoJSON file; by default the Xicheng outline bundled with the package (GCJ-02,
+            adcode 110102, as published for Chinese web maps), converted to WGS-84.
+    """
+    data = json.loads(path.read_text(encoding="utf-8")) if path else _bundled_outline()
+    return outline_to_wgs84(data)
+
+
+def outline_rings(collection: dict[str, Any]) -> list[list[tuple[float, float]]]:
+    """Every ring of a FeatureCollection as ``(lat, lon)`` tuples (outer and holes alike)."""
+    return [
+        [(float(p[1]), float(p[0])) for p in ring]
+        for feature in collection["features"]
+        for poly in feature["geometry"]["coordinates"]
+        for ring in poly
+    ]

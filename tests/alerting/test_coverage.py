@@ -18,11 +18,12 @@ from alerting.coverage import (
     cells_csv,
     coverage_report,
     grid_cells,
-    render_svg,
     render_text,
 )
+from alerting.coverage_map import PINK, render_svg
 from alerting.kpi import CenterLoad
 from gateway import CareCenter, Elder, Fleet, fleet_to_dict
+from gateway.datum import district_outline_wgs84, outline_rings
 from gateway.geo import distance_m
 from tests.alerting.test_kpi import T0, add_alert, add_center, db, run_cli
 
@@ -121,9 +122,11 @@ def test_svg_map_draws_every_centre_home_and_gap() -> None:
     assert len(groups["centres"]) == len(fleet.care_centers)
     assert len(groups["coverage"]) == len(fleet.care_centers)
     assert len(groups["homes"]) == len(fleet.elders)
-    assert len(groups["gaps"]) == len(report.gaps)
-    pink = [r for r in groups["centres"] if r.get("fill") == "#d81b60"]
-    assert [r.find(f"{SVG}title").text for r in pink] == [fleet.care_centers[0].id]  # type: ignore[union-attr]
+    assert len(groups["gaps"]) + len(groups["empty-gaps"]) == len(report.gaps)
+    assert len(groups["gaps"]) == len(report.inhabited_gaps)
+    pink = [r for r in groups["centres"] if r.get("fill") == PINK]
+    c0 = fleet.care_centers[0]
+    assert [r.find(f"{SVG}title").text for r in pink] == [f"{c0.name} ({c0.id})"]  # type: ignore[union-attr]
     assert all(e.name not in ET.tostring(root, encoding="unicode") for e in fleet.elders)
 
 
@@ -146,7 +149,7 @@ def test_coverage_command(
     argv = ["coverage", str(path), "--svg", str(svg), "--csv", str(csv)]
     assert run_cli([*argv, "--database-url", schema_url]) == 0
     out = capsys.readouterr().out
-    report = coverage_report(fleet)
+    report = coverage_report(fleet, outline=outline_rings(district_outline_wgs84()))
     share = 100 * report.homes_covered / 200
     assert f"Homes within coverage: {report.homes_covered} / 200 ({share:.1f} %)" in out
     assert f"Gap cells (outside every coverage circle): {len(report.gaps)} of" in out
@@ -167,3 +170,95 @@ def test_coverage_command_refuses_a_bad_fleet(
     assert run_cli(["coverage", str(path), "--no-db", "--svg", str(tmp_path / "m.svg")]) == 2
     assert "care_centers[0].lat" in capsys.readouterr().err
     assert not (tmp_path / "m.svg").exists()
+
+
+# A 2 km x 2 km square district around (39.90, 116.35), as WGS-84 (lat, lon) ring.
+SQUARE = [(39.891, 116.338), (39.891, 116.362), (39.909, 116.362), (39.909, 116.338)]
+
+
+def square_fleet() -> Fleet:
+    """One centre in the square's south-west; one covered home, one bare home inside the
+    square, one bare home outside it; the north-east of the square is empty and uncovered."""
+    centre = CareCenter("cc-001", "Centre West", 39.894, 116.342, 3, 1.0)
+    elders = (
+        Elder("el-000001", "Near", 39.8945, 116.3425),
+        Elder("el-000002", "Bare", 39.8945, 116.3595),
+        Elder("el-000003", "Away", 39.92, 116.375),
+    )
+    return Fleet((centre,), elders)
+
+
+def test_land_outside_the_district_is_not_a_gap() -> None:
+    fleet = square_fleet()
+    report = coverage_report(fleet, 1.0, outline=[SQUARE])
+    no_outline = coverage_report(fleet, 1.0, bbox=report.bbox)
+    # Without an outline every uncovered cell of the box is a gap; with it, empty cells outside
+    # the district are not, and only cells with homes outside coverage are red.
+    assert len(no_outline.gaps) > len(report.gaps)
+    for cell in report.gaps:
+        assert cell.district_share > 0 or cell.homes
+    outside_empty = [c for c in report.cells if c.district_share == 0 and not c.homes]
+    assert outside_empty and not set(outside_empty) & set(report.gaps)
+    red = {(c.lat, c.lon) for c in report.inhabited_gaps}
+    assert len(red) == 2  # the bare home inside and the one outside the square
+    assert all(c.uncovered_homes == 0 for c in report.empty_gaps)
+    assert report.empty_gaps  # the square's empty north-east
+    inside = [c for c in report.cells if c.district_share == 1.0]
+    assert inside and all(
+        SQUARE[0][0] < c.lat < SQUARE[2][0] and SQUARE[0][1] < c.lon < SQUARE[1][1] for c in inside
+    )
+    text = render_text(report)
+    assert f"of {len(report.district_cells)} district cells" in text
+
+
+def _rects(group: ET.Element) -> list[tuple[float, float, float, float]]:
+    return [
+        (
+            float(r.get("x", 0)),
+            float(r.get("y", 0)),
+            float(r.get("width", 0)),
+            float(r.get("height", 0)),
+        )
+        for r in group.iter(f"{SVG}rect")
+    ]
+
+
+def test_svg_map_on_the_outline_with_legend_scale_and_names() -> None:
+    fleet = square_fleet()
+    report = coverage_report(fleet, 1.0, outline=[SQUARE])
+    svg = render_svg(report, fleet, title="Square")
+    root = ET.fromstring(svg)
+    width, height = float(root.get("width", 0)), float(root.get("height", 0))
+    groups = {g.get("id"): g for g in root.iter(f"{SVG}g")}
+    # Red and grey cells sit under the district clip; the outline is drawn.
+    assert groups["gaps"].get("clip-path") == "url(#district)"
+    assert groups["empty-gaps"].get("clip-path") == "url(#district)"
+    assert root.find(f".//{SVG}clipPath[@id='district']") is not None
+    assert root.find(f".//{SVG}path[@id='boundary']") is not None
+    assert len(_rects(groups["gaps"])) + len(_rects(groups["gaps-outside"])) == 2
+    assert len(_rects(groups["empty-gaps"])) == len(report.empty_gaps)
+    # No cell is cut at the canvas edge.
+    for group in ("gaps", "gaps-outside", "empty-gaps", "grid"):
+        for x, y, w, h in _rects(groups[group]):
+            assert x >= 0 and y >= 0 and x + w <= width and y + h <= height
+    # Legend names each class; nothing calls a gap "over capacity".
+    legend = " ".join(t.text or "" for t in groups["legend"].iter(f"{SVG}text"))
+    assert "cell with homes outside coverage (2)" in legend
+    assert f"no homes at risk ({len(report.empty_gaps)})" in legend
+    assert "centre over capacity in the period (0)" in legend
+    assert "over capacity" not in "".join(
+        t.text or ""
+        for t in root.iter(f"{SVG}text")
+        if t not in list(groups["legend"].iter(f"{SVG}text"))
+    )
+    # Centre names on the map.
+    labels = [t.text for t in groups["centre-labels"].iter(f"{SVG}text")]
+    assert labels == ["Centre West"]
+    # The scale bar agrees with the drawn coverage circle: radius in px / radius in m.
+    (circle,) = groups["coverage"].iter(f"{SVG}circle")
+    px_per_m = float(circle.get("r", 0)) / fleet.care_centers[0].coverage_radius_m
+    bar = _rects(groups["scale"])
+    bar_px = sum(w for _, _, w, _ in bar)
+    bar_label = [t.text for t in groups["scale"].iter(f"{SVG}text")][-1] or ""
+    bar_m = float(bar_label.split()[0]) * (1000 if bar_label.endswith("km") else 1)
+    assert bar_px / bar_m == pytest.approx(px_per_m, rel=0.01)

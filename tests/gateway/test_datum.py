@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.datum import gcj02_to_wgs84, out_of_china, ring_gcj02_to_wgs84, wgs84_to_gcj02
+from gateway.datum import (
+    district_outline_wgs84,
+    gcj02_to_wgs84,
+    out_of_china,
+    outline_rings,
+    ring_gcj02_to_wgs84,
+    wgs84_to_gcj02,
+)
 from gateway.geo import distance_m
 
 # (wgs_lat, wgs_lon, gcj_lat, gcj_lon): the Beijing pair of eviltransform's test suite
@@ -108,3 +115,20 @@ def test_converted_outline_moves_west_and_south() -> None:
     for (g_lon, g_lat), (w_lon, w_lat) in zip(gcj, wgs, strict=True):
         assert 0.005 < g_lon - w_lon < 0.007
         assert 0.0005 < g_lat - w_lat < 0.002
+
+
+def test_bundled_outline_as_wgs84_geojson() -> None:
+    collection = district_outline_wgs84()
+    (feature,) = collection["features"]
+    assert feature["properties"]["datum"] == "WGS-84"
+    assert feature["properties"]["adcode"] == 110102
+    (ring,) = outline_rings(collection)
+    assert ring == [(lat, lon) for lon, lat in ring_gcj02_to_wgs84(_outline_gcj02())]
+    # Shoelace area on a local tangent plane: the README's 50.2 km² for the published outline.
+    m_lat = distance_m(39.9, 116.3, 40.9, 116.3)
+    m_lon = distance_m(39.92, 116.3, 39.92, 117.3)
+    pts = [(lon * m_lon, lat * m_lat) for lat, lon in ring]
+    area = abs(
+        sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(pts, pts[1:] + pts[:1], strict=True))
+    )
+    assert area / 2 / 1e6 == pytest.approx(50.2, abs=0.4)

@@ -1,0 +1,98 @@
+"""The dispatcher console's FastAPI app: built per settings, resources opened in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI
+from psycopg_pool import ConnectionPool
+
+from dashboard.publisher import AlertPublisher
+from dashboard.routes import ROUTERS
+from dashboard.settings import DashboardSettings
+from ingest.migrate import apply_migrations
+from ingest.pg import connect, connect_kwargs
+
+logger = logging.getLogger(__name__)
+
+
+def wall_ms() -> int:
+    """The platform clock, ms since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+def pool_kwargs(url: str, statement_timeout_ms: int) -> dict[str, Any]:
+    """Connection keywords of `ingest.pg.connect_kwargs`, keeping options already in `url`.
+
+    A test's URL carries `options=-csearch_path=…`; the timeouts' options would replace it,
+    so both are merged as `ingest.pg.connect` does.
+    """
+    kwargs = connect_kwargs(
+        statement_timeout_ms=statement_timeout_ms, application_name="eldercare-dashboard"
+    )
+    existing = psycopg.conninfo.conninfo_to_dict(url).get("options")
+    if existing:
+        kwargs["options"] = f"{existing} {kwargs['options']}"
+    kwargs["autocommit"] = True
+    return kwargs
+
+
+def open_pool(settings: DashboardSettings) -> ConnectionPool[Any]:
+    """A connection pool of autocommit connections, opened and checked."""
+    pool: ConnectionPool[Any] = ConnectionPool(
+        settings.database_url,
+        kwargs=pool_kwargs(settings.database_url, settings.statement_timeout_ms),
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        open=False,
+        name="dashboard",
+    )
+    pool.open(wait=True, timeout=15)
+    return pool
+
+
+def create_app(
+    settings: DashboardSettings | None = None, *, clock: Callable[[], int] = wall_ms
+) -> FastAPI:
+    """Build the app; the pool, the MQTT client and the live feed start in its lifespan.
+
+    Args:
+        settings: configuration (from the environment when None).
+        clock: the platform clock in ms (tests may pass their own).
+    """
+    cfg = settings if settings is not None else DashboardSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if cfg.migrate_on_start:
+            with connect(cfg.database_url, autocommit=True) as conn:
+                apply_migrations(conn)
+        pool = open_pool(cfg)
+        publisher = AlertPublisher(cfg.mqtt_url, cfg.topic_prefix) if cfg.mqtt_publish else None
+        if publisher is not None:
+            publisher.start()
+        app.state.pool = pool
+        app.state.publisher = publisher
+        try:
+            yield
+        finally:
+            if publisher is not None:
+                publisher.stop()
+            pool.close()
+
+    app = FastAPI(
+        title="eldercare dispatcher console",
+        version="1",
+        summary="Alerts, elders, devices, care centres and the live alert feed.",
+        lifespan=lifespan,
+    )
+    app.state.settings = cfg
+    app.state.clock = clock
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

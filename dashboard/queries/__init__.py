@@ -1,0 +1,1 @@
+"""SQL of the dispatcher console, one module per resource."""

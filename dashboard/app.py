@@ -12,6 +12,7 @@ import psycopg
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
+from dashboard.metrics import install_metrics
 from dashboard.publisher import AlertPublisher
 from dashboard.routes import ROUTERS
 from dashboard.settings import DashboardSettings
@@ -95,4 +96,5 @@ def create_app(
     app.state.clock = clock
     for router in ROUTERS:
         app.include_router(router)
+    install_metrics(app)
     return app

@@ -4,6 +4,23 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from dashboard.routes.admin import router as admin_router
+from dashboard.routes.alerts import router as alerts_router
 from dashboard.routes.auth import router as auth_router
+from dashboard.routes.centers import router as centers_router
+from dashboard.routes.devices import router as devices_router
+from dashboard.routes.elders import router as elders_router
+from dashboard.routes.health import router as health_router
+from dashboard.routes.kpi import router as kpi_router
+from dashboard.routes.map import router as map_router
 
-ROUTERS: list[APIRouter] = [auth_router]
+ROUTERS: list[APIRouter] = [auth_router, alerts_router]
+ROUTERS += [
+    elders_router,
+    devices_router,
+    centers_router,
+    kpi_router,
+    map_router,
+    admin_router,
+    health_router,
+]

@@ -1,14 +1,28 @@
-"""The detection core: typed device messages and clock ticks in, alert actions out (pure)."""
+"""The detection core: typed device messages and clock ticks in, alert actions out (pure).
+
+Time: every detector runs on one base. Device times are put on the platform clock with each
+device's measured offset (`alerting.clock`), silence and "the cane went quiet" are measured
+between receive times, and each trigger keeps the identity `(device_id, ts, seq)` of the
+message that caused it so that a replay of that message never raises twice.
+
+Retained statuses: the broker replays every device's retained status on each subscribe
+(MQTT 5 §3.3.1.3), so a retained status says only what the device last declared, not that it
+is alive now. It may update the declared heartbeat interval; it never counts as liveness,
+never raises `device_offline` (a Will replayed long after the fact) or low battery (an old
+level), and never clears an alert. A device that really died while alerting was away is
+found by silence.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from alerting.clock import ClockOffsets
 from alerting.detectors import (
     AnomalyDetector,
     FallDetector,
@@ -23,6 +37,7 @@ from alerting.detectors.fall import FallClassifier
 from alerting.detectors.health import DEFAULT_WILL_GRACE_S
 from alerting.detectors.inactivity import CANE_STEPS_PER_S
 from alerting.fall_features import magnitude
+from alerting.geo import implausible_fix
 from alerting.model import Action, Clear, Close, Finding, Raise, Trigger
 from gateway.contract import AlertKind, DeviceType
 from gateway.fleet import Device, Elder, Fleet
@@ -32,7 +47,10 @@ logger = logging.getLogger(__name__)
 
 # A cane window counts as movement when its magnitude varies more than sensor noise at rest.
 _CANE_MOVING_STD_G = 0.05
-_RECENT_KEYS = 64
+# Message identities remembered per device, and for how long (platform time): covers QoS 1
+# redeliveries and a gateway replaying its buffer; the store covers replays after a restart.
+_RECENT_KEYS = 512
+_RECENT_MS = 60 * 60 * 1000
 
 
 @dataclass(slots=True)
@@ -44,6 +62,9 @@ class EngineStats:
     unknown_devices: int = 0
     triggers: int = 0
     clears: int = 0
+    retained: int = 0  # retained statuses replayed by the broker, not taken as news
+    implausible_fixes: int = 0  # positions never used to place an alert
+    late_fixes: int = 0  # positions older than the newest one, not used to move it
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -77,15 +98,21 @@ class Engine:
         self.anomaly = AnomalyDetector()
         self.health = HealthDetector({}, {}, will_grace_s)
         self.stats = EngineStats()
+        self.clocks = ClockOffsets()
         self._devices: dict[str, Device] = {}
         self._elders: dict[str, Elder] = {}
-        self._positions: dict[str, tuple[float, float]] = {}
-        self._recent: dict[str, deque[tuple[int, int]]] = {}
+        self._centers: list[tuple[float, float]] = []
+        # device -> (corrected ts, lat, lon) of its newest plausible fix
+        self._positions: dict[str, tuple[int, float, float]] = {}
+        self._recent: dict[str, OrderedDict[tuple[int, int], int]] = {}
+        self._newest: dict[str, tuple[int, int]] = {}  # device -> (ts, seq) of its newest message
+        self._implausible: set[str] = set()
         self.set_fleet(fleet, now_ms)
 
     def set_fleet(self, fleet: Fleet, now_ms: int) -> None:
         """Adopt a (re)loaded registry; new devices are watched from `now_ms`."""
         self._elders = {e.id: e for e in fleet.elders}
+        self._centers = [(c.lat, c.lon) for c in fleet.care_centers]
         for device in fleet.devices:
             if device.id not in self._devices:
                 self.health.watch(device.id, device.type, device.heartbeat_s, now_ms)
@@ -122,32 +149,67 @@ class Engine:
             elif kind is AlertKind.INACTIVITY:
                 self.inactivity.mark_alerted(elder_id)
 
-    def on_message(self, message: Message, now_ms: int) -> list[Action]:
-        """Handle one decoded device message received at `now_ms` (the platform clock)."""
+    def on_message(self, message: Message, now_ms: int, *, retained: bool = False) -> list[Action]:
+        """Handle one decoded device message.
+
+        Args:
+            message: the message.
+            now_ms: when it was received, platform clock.
+            retained: the broker replayed it as a retained message on (re)subscribe.
+        """
         device = self._devices.get(message.device_id)
         if device is None:
             self.stats.unknown_devices += 1
             return []
-        if message.ts is not None and not isinstance(message, Status):
-            recent = self._recent.setdefault(device.id, deque(maxlen=_RECENT_KEYS))
-            key = (message.ts, getattr(message, "seq", -1))
-            if key in recent:
-                self.stats.duplicates += 1
-                return []
-            recent.append(key)
+        if isinstance(message, Status):
+            return self._status(message, now_ms, retained=retained)
+        if self._seen(device.id, (message.ts, message.seq), now_ms):
+            self.stats.duplicates += 1
+            logger.debug("duplicate message %s ts=%d seq=%d", device.id, message.ts, message.seq)
+            return []
         self.stats.messages += 1
-        findings = self.health.on_message(message, now_ms)
-        findings.extend(self._detect(device, message))
-        return self._actions(findings)
+        newest = self._newest.get(device.id)
+        if newest is None or message.seq > newest[1]:
+            self._newest[device.id] = (message.ts, message.seq)
+        offset_ms = self.clocks.observe(device.id, message.ts, message.seq, now_ms)
+        local = replace(message, ts=message.ts + offset_ms)
+        findings = self.health.on_message(local, now_ms)
+        findings.extend(self._detect(device, local, now_ms))
+        return self._actions([_stamp(f, message.ts, message.seq) for f in findings])
+
+    def _status(self, status: Status, now_ms: int, *, retained: bool) -> list[Action]:
+        if retained:
+            self.stats.retained += 1
+            if status.heartbeat_s:
+                self.health.note_heartbeat(status.device_id, status.heartbeat_s)
+            logger.debug("retained status of %s replayed: not taken as news", status.device_id)
+            return []
+        self.stats.messages += 1
+        return self._actions(self.health.on_message(status, now_ms))
+
+    def _seen(self, device_id: str, key: tuple[int, int], now_ms: int) -> bool:
+        """Whether this message identity was handled recently (and remember it)."""
+        recent = self._recent.setdefault(device_id, OrderedDict())
+        if key in recent:
+            return True
+        recent[key] = now_ms
+        while recent and (
+            len(recent) > _RECENT_KEYS or next(iter(recent.values())) < now_ms - _RECENT_MS
+        ):
+            recent.popitem(last=False)
+        return False
 
     def tick(self, now_ms: int) -> list[Action]:
-        """Time-driven checks: silence, impacts whose cane went quiet, inactivity."""
+        """Time-driven checks on the platform clock: silence, quiet canes, inactivity."""
         findings = self.health.tick(now_ms)
-        findings.extend(self.fall.tick(now_ms))
+        for finding in self.fall.tick(now_ms):
+            # Decided because the cane went quiet: the newest window it sent is the cause.
+            ts, seq = self._newest.get(finding.device_id, (finding.event_ts, -1))
+            findings.append(_stamp(finding, ts, seq))
         findings.extend(self.inactivity.tick(now_ms))
         return self._actions(findings)
 
-    def _detect(self, device: Device, message: Message) -> list[Finding]:
+    def _detect(self, device: Device, message: Message, now_ms: int) -> list[Finding]:
         if isinstance(message, Event):
             out = self.sos.on_event(message)
             if device.type is DeviceType.SMOKE:
@@ -160,12 +222,34 @@ class Engine:
         if isinstance(message, BandTelemetry):
             return self._band(device, message)
         if isinstance(message, CaneTelemetry):
-            return self._cane(device, message)
+            return self._cane(device, message, now_ms)
         return []
 
+    def _place(self, device: Device, ts: int, lat: float, lon: float, hacc_m: float | None) -> str:
+        """Take a fix (corrected time): "newest", "late" or "implausible"."""
+        elder = self._elders.get(device.elder_id)
+        anchors = [(elder.home_lat, elder.home_lon)] if elder else []
+        why = implausible_fix(lat, lon, hacc_m, anchors + self._centers)
+        if why is not None:
+            self.stats.implausible_fixes += 1
+            level = logging.DEBUG if device.id in self._implausible else logging.WARNING
+            self._implausible.add(device.id)
+            logger.log(level, "fix of %s not used to place alerts: %s", device.id, why)
+            return "implausible"
+        self._implausible.discard(device.id)
+        known = self._positions.get(device.id)
+        if known is not None and ts <= known[0]:
+            self.stats.late_fixes += 1
+            logger.debug("late fix of %s (%d ms old) does not move it", device.id, known[0] - ts)
+            return "late"
+        self._positions[device.id] = (ts, lat, lon)
+        return "newest"
+
     def _band(self, device: Device, fix: BandTelemetry) -> list[Finding]:
-        self._positions[device.id] = (fix.lat, fix.lon)
-        out = self.wandering.on_fix(device.id, fix.ts, fix.lat, fix.lon, fix.hacc_m)
+        placed = self._place(device, fix.ts, fix.lat, fix.lon, fix.hacc_m)
+        out: list[Finding] = []
+        if placed == "newest":
+            out.extend(self.wandering.on_fix(device.id, fix.ts, fix.lat, fix.lon, fix.hacc_m))
         if fix.steps is not None:
             out.extend(self.inactivity.on_movement(device.elder_id, device.id, fix.ts, fix.steps))
         if fix.hr_bpm is not None and fix.worn is not False:
@@ -176,10 +260,12 @@ class Engine:
             )
         return out
 
-    def _cane(self, device: Device, window: CaneTelemetry) -> list[Finding]:
+    def _cane(self, device: Device, window: CaneTelemetry, now_ms: int) -> list[Finding]:
         if window.lat is not None and window.lon is not None:
-            self._positions[device.id] = (window.lat, window.lon)
-        out = self.fall.on_window(window)
+            placed = self._place(device, window.ts, window.lat, window.lon, window.hacc_m)
+            if placed == "implausible":
+                window = replace(window, lat=None, lon=None)
+        out = self.fall.on_window(window, now_ms)
         mag = magnitude(np.asarray(window.accel_g, dtype=np.float64).reshape(-1, 3))
         if float(mag.std()) > _CANE_MOVING_STD_G:
             steps = CANE_STEPS_PER_S * len(mag) / window.rate_hz
@@ -226,9 +312,18 @@ class Engine:
 
     def _where(self, device: Device, trigger: Trigger) -> tuple[float, float]:
         """The alert position: the device's last known position, else the elder's home (§2)."""
-        if trigger.lat is not None and trigger.lon is not None:
+        if trigger.kind is AlertKind.WANDERING and trigger.lat is not None:
+            assert trigger.lon is not None
             return trigger.lat, trigger.lon
         if device.id in self._positions:
-            return self._positions[device.id]
+            _, lat, lon = self._positions[device.id]
+            return lat, lon
         elder = self._elders[device.elder_id]
         return elder.home_lat, elder.home_lon
+
+
+def _stamp(finding: Finding, ts: int, seq: int | None) -> Finding:
+    """Give a finding the identity of the message that caused it (device time, as sent)."""
+    if isinstance(finding, Trigger):
+        return replace(finding, event_ts=ts, event_seq=seq)
+    return replace(finding, event_ts=ts)

@@ -22,10 +22,13 @@ class Trigger:
         kind: the alert kind.
         severity: how urgent.
         device_id: the device whose message (or silence) triggered it.
-        event_ts: device clock of the triggering message, ms.
+        event_ts: device clock of the triggering message, ms; for a condition found on a
+            clock tick (silence, inactivity), when the condition began on the platform clock.
         reason: a short human-readable explanation (no names, no vital signs).
         lat: where the device was, when it knows.
         lon: see `lat`.
+        event_seq: `seq` of the triggering message: with `device_id` and `event_ts` its
+            identity (contract §1); None when no message triggered it.
     """
 
     kind: AlertKind
@@ -35,6 +38,7 @@ class Trigger:
     reason: str
     lat: float | None = None
     lon: float | None = None
+    event_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,9 @@
-"""Fall: impacts in a cane's accelerometer windows, classified by a trained model on device time."""
+"""Fall: impacts in a cane's accelerometer windows, classified by a trained model.
+
+Impacts and windows are placed on the cane's corrected device time; whether the cane went
+quiet is decided on the platform clock from receive times only, so a cane whose clock is
+wrong by any amount is decided after the same delay.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +52,7 @@ class _Window:
 @dataclass(slots=True)
 class _Candidate:
     impact_ms: int
+    due_ms: int  # platform clock: MAX_WAIT_S after the impact, by its window's receive time
     decided: bool = False
     probability: float = 0.0
 
@@ -57,6 +63,7 @@ class _Cane:
     candidates: list[_Candidate] = field(default_factory=list)
     hint_ms: int | None = None
     last_impact_ms: int = -(10**15)
+    heard_ms: int = -(10**15)  # platform clock: the newest window's receive time
 
 
 class FallDetector:
@@ -70,9 +77,16 @@ class FallDetector:
         self.hint_threshold = hint_threshold
         self._canes: dict[str, _Cane] = {}
 
-    def on_window(self, msg: CaneTelemetry) -> list[Finding]:
-        """Take one accelerometer window; returns a trigger when a buffered impact is a fall."""
+    def on_window(self, msg: CaneTelemetry, received_ms: int | None = None) -> list[Finding]:
+        """Take one accelerometer window; returns a trigger when a buffered impact is a fall.
+
+        Args:
+            msg: the window, its `ts` on the cane's corrected time base.
+            received_ms: when it arrived, platform clock (default: `msg.ts`).
+        """
+        received_ms = msg.ts if received_ms is None else received_ms
         cane = self._canes.setdefault(msg.device_id, _Cane())
+        cane.heard_ms = max(cane.heard_ms, received_ms)
         samples = np.asarray(msg.accel_g, dtype=np.float64).reshape(-1, 3)
         window = _Window(msg.ts, msg.rate_hz, samples, msg.lat, msg.lon)
         if any(w.end_ms == window.end_ms for w in cane.windows):
@@ -91,8 +105,9 @@ class FallDetector:
                 t_ms = int(window.start_ms + idx * step_ms)
                 if t_ms - cane.last_impact_ms >= 3000:
                     cane.last_impact_ms = t_ms
-                    cane.candidates.append(_Candidate(t_ms))
-        return self._decide(msg.device_id, cane, msg.ts, final=False)
+                    due_ms = received_ms - (msg.ts - t_ms) + int(MAX_WAIT_S * 1000)
+                    cane.candidates.append(_Candidate(t_ms, due_ms))
+        return self._decide(msg.device_id, cane, received_ms, final=False)
 
     def on_hint(self, device_id: str, ts: int) -> list[Finding]:
         """The cane's own `fall_detected`: re-check recent impacts with a lower bar."""
@@ -111,7 +126,7 @@ class FallDetector:
         return any(not c.decided for cane in self._canes.values() for c in cane.candidates)
 
     def tick(self, now_ms: int) -> list[Finding]:
-        """Classify impacts whose cane went quiet, `MAX_WAIT_S` after the impact."""
+        """Classify impacts whose cane went quiet, `MAX_WAIT_S` after the impact (platform ms)."""
         out: list[Finding] = []
         for device_id, cane in self._canes.items():
             if cane.candidates:
@@ -119,16 +134,18 @@ class FallDetector:
         return out
 
     def _decide(self, device_id: str, cane: _Cane, now_ms: int, *, final: bool) -> list[Finding]:
+        """Classify the impacts that can be; `now_ms` is the platform clock."""
         out: list[Finding] = []
-        newest_ms = cane.windows[-1].end_ms if cane.windows else now_ms
+        newest_ms = cane.windows[-1].end_ms if cane.windows else cane.last_impact_ms
         for cand in cane.candidates:
             if cand.decided:
                 continue
             complete = newest_ms >= cand.impact_ms + POST_S * 1000
             # Decide on partial data only once the cane has gone quiet: while it streams,
-            # late windows are still on their way.
-            quiet = now_ms - newest_ms >= QUIET_S * 1000
-            waited = final and quiet and now_ms >= cand.impact_ms + MAX_WAIT_S * 1000
+            # late windows are still on their way. Quiet is measured between receive times,
+            # never against the device clock.
+            quiet = now_ms - cane.heard_ms >= QUIET_S * 1000
+            waited = final and quiet and now_ms >= cand.due_ms
             if not (complete or waited):
                 continue
             cand.decided = True
@@ -142,7 +159,7 @@ class FallDetector:
                 out.append(self._trigger(device_id, cane, cand, "model"))
                 cand.probability = -1.0
         horizon = now_ms - 60_000
-        cane.candidates = [c for c in cane.candidates if not c.decided or c.impact_ms > horizon]
+        cane.candidates = [c for c in cane.candidates if not c.decided or c.due_ms > horizon]
         return out
 
     def _probability(self, cane: _Cane, impact_ms: int) -> float:

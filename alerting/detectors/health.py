@@ -56,12 +56,21 @@ class HealthDetector:
         """Note that an open alert already says this device's battery is low (state reload)."""
         self._low.add(device_id)
 
+    def note_heartbeat(self, device_id: str, heartbeat_s: int) -> None:
+        """Adopt a device's declared heartbeat interval without counting it as heard from."""
+        self._heartbeat_s[device_id] = heartbeat_s
+
     def is_offline(self, device_id: str) -> bool:
         """Whether the device is currently considered offline."""
         return device_id in self._offline
 
     def on_message(self, message: Message, now_ms: int) -> list[Finding]:
-        """Any message proves the device alive; a Will says it is gone."""
+        """Any message proves the device alive; a Will says it is gone.
+
+        Args:
+            message: a live message (never a retained replay: those prove nothing).
+            now_ms: its receive time, platform clock.
+        """
         device_id = message.device_id
         out: list[Finding] = []
         if isinstance(message, Status) and not message.online:
@@ -81,7 +90,7 @@ class HealthDetector:
             out.append(
                 Clear(AlertKind.DEVICE_OFFLINE, device_id, event_ts, AlertStatus.RESOLVED, note)
             )
-        out.extend(self._battery(message))
+        out.extend(self._battery(message, now_ms))
         return out
 
     def tick(self, now_ms: int) -> list[Finding]:
@@ -94,7 +103,9 @@ class HealthDetector:
             if now_ms - seen_ms >= limit_ms:
                 self._offline.add(device_id)
                 silent_s = (now_ms - seen_ms) / 1000
-                out.append(self._trigger(device_id, now_ms, f"silent for {silent_s:.0f} s"))
+                # The condition began when the device was last heard: a restart that finds
+                # the same silence finds the same start (see store.raise_alert).
+                out.append(self._trigger(device_id, seen_ms, f"silent for {silent_s:.0f} s"))
         return out
 
     def _wills(self, now_ms: int) -> list[Finding]:
@@ -105,7 +116,7 @@ class HealthDetector:
             if now_ms - will_ms >= min(self.will_grace_ms, hb_ms):
                 del self._will_ms[device_id]
                 self._offline.add(device_id)
-                out.append(self._trigger(device_id, now_ms, "last will: connection lost"))
+                out.append(self._trigger(device_id, will_ms, "last will: connection lost"))
         return out
 
     def _trigger(self, device_id: str, ts: int, reason: str) -> Trigger:
@@ -114,9 +125,10 @@ class HealthDetector:
         )
         return Trigger(AlertKind.DEVICE_OFFLINE, severity, device_id, ts, reason)
 
-    def _battery(self, message: Message) -> list[Finding]:
+    def _battery(self, message: Message, received_ms: int) -> list[Finding]:
         device_id = message.device_id
-        ts = message.ts if message.ts is not None else 0
+        # A status without `ts` is placed at its receive time, never at the epoch.
+        ts = message.ts if message.ts is not None else received_ms
         if isinstance(message, Event) and message.event == "low_battery":
             self._low.add(device_id)
             return [

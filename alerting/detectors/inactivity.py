@@ -1,4 +1,8 @@
-"""Inactivity: far less movement than the elder's own hour-of-day baseline, or none at all."""
+"""Inactivity: far less movement than the elder's own hour-of-day baseline, or none at all.
+
+Movement times and the clock of `tick` are one time base: the engine feeds movement on each
+device's corrected time (device `ts` plus its measured offset), which is the platform clock.
+"""
 
 from __future__ import annotations
 
@@ -87,6 +91,12 @@ class InactivityDetector:
         return out
 
     @staticmethod
+    def _since(elder: _Elder) -> int:
+        """When the quiet began: the last movement seen, else the first report."""
+        assert elder.first_ms is not None
+        return max((t for t, s in elder.moves if s > 0), default=elder.first_ms)
+
+    @staticmethod
     def _moved(elder: _Elder, since_ms: int, until_ms: int) -> float:
         return sum(s for t, s in elder.moves if since_ms <= t <= until_ms)
 
@@ -101,7 +111,11 @@ class InactivityDetector:
             if expected >= MIN_EXPECTED_STEPS and moved < self.ratio * expected:
                 reason = f"{moved:.0f} steps in {self.window_h} h, usually {expected:.0f}"
                 return Trigger(
-                    AlertKind.INACTIVITY, Severity.MEDIUM, elder.device_id, now_ms, reason
+                    AlertKind.INACTIVITY,
+                    Severity.MEDIUM,
+                    elder.device_id,
+                    self._since(elder),
+                    reason,
                 )
             return None
         hour = local_hour(now_ms)
@@ -109,5 +123,6 @@ class InactivityDetector:
             return None
         if self._moved(elder, now_ms - FALLBACK_H * HOUR_MS, now_ms) <= 0:
             reason = f"no movement for {FALLBACK_H} h in the daytime (no baseline yet)"
-            return Trigger(AlertKind.INACTIVITY, Severity.MEDIUM, elder.device_id, now_ms, reason)
+            since_ms = self._since(elder)
+            return Trigger(AlertKind.INACTIVITY, Severity.MEDIUM, elder.device_id, since_ms, reason)
         return None

@@ -209,3 +209,33 @@ def dead_letters(
         {"id": i, "received_ms": ms, "topic": t, "reason": r, "detail": d, "payload": bytes(p)}
         for i, ms, t, r, d, p in rows
     ]
+
+
+def band_samples(
+    conn: Conn, since_ms: int, until_ms: int, *, all_since_ms: int, per_device: int
+) -> list[tuple[str, int, int, float | None, float | None, bool | None]]:
+    """Stored band readings for rebuilding learned state: the light columns only.
+
+    Every reading received in [`all_since_ms`, `until_ms`), plus, from [`since_ms`,
+    `all_since_ms`), the newest `per_device` readings of each band that carry a heart rate.
+
+    Returns:
+        (device_id, received ms, device ts ms, steps, hr_bpm, worn), oldest receipt first.
+    """
+    if not _table_exists(conn, "band_telemetry"):
+        conn.commit()
+        return []
+    cols = f"device_id, {_ms('received_at')} AS rec, {_ms('time')} AS ts, steps, hr_bpm, worn"
+    rows = conn.execute(
+        f"SELECT {cols} FROM band_telemetry WHERE received_at >= to_timestamp(%s / 1000.0)"
+        " AND received_at < to_timestamp(%s / 1000.0)"
+        " UNION ALL SELECT device_id, rec, ts, steps, hr_bpm, worn FROM ("
+        f" SELECT {cols}, row_number() OVER (PARTITION BY device_id ORDER BY received_at DESC)"
+        " AS rn FROM band_telemetry WHERE hr_bpm IS NOT NULL"
+        " AND received_at >= to_timestamp(%s / 1000.0)"
+        " AND received_at < to_timestamp(least(%s, %s) / 1000.0)) AS older WHERE rn <= %s"
+        " ORDER BY rec",
+        (all_since_ms, until_ms, since_ms, all_since_ms, until_ms, per_device),
+    ).fetchall()
+    conn.commit()
+    return [(str(d), int(rec), int(ts), steps, hr, worn) for d, rec, ts, steps, hr, worn in rows]

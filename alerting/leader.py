@@ -1,0 +1,196 @@
+"""Active/standby alerting: one PostgreSQL session-level advisory lock picks the active process.
+
+Why active/standby and not `$share`: the detectors are stateful per device (silence timers,
+fall windows, movement history), and a shared subscription spreads messages per message, not
+per device, so each replica sees half of every device and raises false offline alerts.
+
+The lock, not a lease row: `pg_try_advisory_lock` is released by the server the moment the
+holder's session ends, so a SIGKILLed (or crashed, or `pg_terminate_backend`-ed) active is
+replaced after one poll of the standby (`ALERTING_STANDBY_POLL_S`, 1 s) instead of after a
+lease expiry. A partitioned holder is dropped by the server's own TCP keepalives and
+`tcp_user_timeout`, which the lock session sets (they are per-session settings, PostgreSQL
+docs "Connection Settings") to release the lock within about 10 s. The key is derived from
+the schema and the topic prefix, so each deployment (and each test) has its own lock.
+
+MQTT: every replica uses the SAME client id (`ALERTING_CLIENT_ID`) and so the same persistent
+session, but only the lock holder connects. The standby holds no MQTT connection: it neither
+receives nor acknowledges anything. While no one is connected the broker queues the QoS 1
+messages of that session (MQTT 5 §3.1.2.11.2), and messages the dead active received but had
+not acknowledged are sent again when the new active resumes the session (MQTT 5 §4.4). The
+new active also catches up from the readings ingest stored (which covers the session expiry and
+anything the broker's queue limit dropped); duplicates are dropped by message identity. One
+session also fences at the broker: a new active connecting with the same client id takes the
+session over and the broker disconnects the old connection (MQTT 5 §3.1.4, reason 0x8E).
+
+Losing the lock: the holder probes its lock session every poll. When the session breaks it
+reconnects at once; if the lock is free it takes it again, and if another process holds it,
+it stops acting at once (the service halts its loop and disconnects from the broker). While
+the database cannot be reached at all the holder keeps acting, because no standby can take
+the lock then either and the alert path pages without the database; the price is that a
+holder cut off from the database but not from the broker overlaps with the new active until
+the broker's session takeover disconnects it.
+
+Partitioning instead (more than one active): only when every message of a device goes to the
+same replica. On a clustered EMQX, `$share/alerting/…` with
+`broker.shared_subscription_strategy = hash_topic` hashes the topic, which contains the device
+id, so a device sticks to one replica while the group is stable. That needs: standby off
+(`ALERTING_STANDBY=false`) and a share group; per-elder detectors (inactivity, anomaly, the
+alert position) keyed by device, or all of an elder's devices mapped to one replica; a
+rebalance (replica joins or leaves) moves devices, so each replica must rebuild the moved
+devices' state from stored history, as the start-up warm-up does; and ticks (silence,
+escalation) limited to the replica's own devices and alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ingest.pg import connect
+
+logger = logging.getLogger(__name__)
+
+# The lock session tells the server to drop it soon after the network goes quiet: keepalive
+# after 5 s idle, every 2 s, 3 missed; unacknowledged data for 10 s closes it (server GUCs
+# tcp_keepalives_* and tcp_user_timeout). The standby can then take over within ~11 s.
+_SERVER_KEEPALIVE = (
+    "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
+    " -c tcp_user_timeout=10000"
+)
+# Lock probes are one round trip; anything slower means the session is in trouble.
+_PROBE_TIMEOUT_MS = 3000
+_MAX_BACKOFF_S = 30.0
+_KEY_SQL = "SELECT hashtextextended('eldercare-alerting:' || current_schema() || ':' || %s, 0)"
+
+
+def _lock_url(url: str) -> str:
+    existing = conninfo_to_dict(url).get("options")
+    options = f"{existing} {_SERVER_KEEPALIVE}" if existing else _SERVER_KEEPALIVE
+    return make_conninfo(url, options=options)
+
+
+class Leadership:
+    """The alerting lock: `acquire` blocks as standby; `lost` is set when another took it.
+
+    Args:
+        database_url: where the lock lives (the alerting database).
+        scope: what the lock is for within the schema (the topic prefix).
+        poll_s: how often the standby tries the lock and the holder probes it.
+        key: a fixed advisory-lock key, or None to derive one from the schema and `scope`.
+    """
+
+    def __init__(self, database_url: str, scope: str, poll_s: float, key: int | None) -> None:
+        self._url = _lock_url(database_url)
+        self._scope = scope
+        self.poll_s = poll_s
+        self.key = key
+        self.lost = threading.Event()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._keeper: threading.Thread | None = None
+        self._done = threading.Event()
+        self._unreachable = False
+
+    def acquire(self, stop: threading.Event) -> bool:
+        """Wait as standby until this process holds the lock; False if `stop` came first."""
+        delay_s = 0.5
+        announced = False
+        while not stop.is_set():
+            try:
+                if self._try_lock():
+                    logger.info("active: holding the alerting lock (key %d)", self.key)
+                    self.lost.clear()
+                    self._done.clear()
+                    return True
+                if not announced:
+                    logger.info(
+                        "standby: another process holds the alerting lock (key %d); polling"
+                        " every %.1f s",
+                        self.key,
+                        self.poll_s,
+                    )
+                    announced = True
+                delay_s = 0.5
+                stop.wait(self.poll_s)
+            except psycopg.OperationalError as exc:
+                self._drop()
+                logger.warning(
+                    "standby: database unavailable (%s); retrying in %.1f s", exc, delay_s
+                )
+                stop.wait(delay_s * random.uniform(0.8, 1.2))
+                delay_s = min(delay_s * 2, _MAX_BACKOFF_S)
+        return False
+
+    def keep(self, stop: threading.Event, halt: threading.Event) -> None:
+        """Probe the lock every poll in a thread; set `halt` when it is lost or `stop` is set."""
+
+        def run() -> None:
+            while not self._done.wait(self.poll_s):
+                if stop.is_set():
+                    break
+                if not self._still_held():
+                    self.lost.set()
+                    logger.warning("another process took the alerting lock: stopping at once")
+                    break
+            halt.set()
+
+        self._keeper = threading.Thread(target=run, name="alerting-lock", daemon=True)
+        self._keeper.start()
+
+    def release(self) -> None:
+        """Stop probing and give the lock up (closing the session releases it)."""
+        self._done.set()
+        if self._keeper is not None and self._keeper is not threading.current_thread():
+            self._keeper.join(self.poll_s + 5)
+        self._keeper = None
+        self._drop()
+
+    def _try_lock(self) -> bool:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(
+                self._url,
+                autocommit=True,
+                statement_timeout_ms=_PROBE_TIMEOUT_MS,
+                application_name="eldercare-alerting-lock",
+            )
+        if self.key is None:
+            row = self._conn.execute(_KEY_SQL, (self._scope,)).fetchone()
+            assert row is not None
+            self.key = int(row[0])
+        row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+        return bool(row and row[0])
+
+    def _still_held(self) -> bool:
+        """Probe; on a broken session reconnect and re-take the lock if it is still free."""
+        if self._conn is not None:
+            try:
+                self._conn.execute("SELECT 1")
+                return True
+            except psycopg.Error as exc:
+                logger.warning("alerting lock session lost (%s): reconnecting", exc)
+                self._drop()
+        try:
+            if self._try_lock():
+                logger.info("alerting lock taken again (key %d)", self.key)
+                self._unreachable = False
+                return True
+            return False
+        except psycopg.OperationalError as exc:
+            # Nobody can take the lock while the database is away: keep paging.
+            self._drop()
+            if not self._unreachable:
+                logger.warning("database unreachable (%s): still acting until it returns", exc)
+            self._unreachable = True
+            return True
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                logger.debug("closing the lock session failed", exc_info=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from gateway.contract import Channel
 from gateway.mqtt import connect_properties, make_client, parse_mqtt_url
 from gateway.topics import device_filter
 
@@ -31,6 +33,53 @@ class Inbound:
     mid: int
     qos: int
     recv_ms: int
+    # Set on a retained message sent because a subscription was made (MQTT 5 §3.3.1.3):
+    # a replay of an old status, not news.
+    retain: bool = False
+
+
+_URGENT = (f"/{Channel.EVENTS.value}", f"/{Channel.STATUS.value}")
+
+
+class Inbox:
+    """Bounded inbox with a priority lane: events and statuses before bulk telemetry.
+
+    Each lane is FIFO, so one device's telemetry (fall windows, vitals) keeps its order;
+    an SOS never waits behind a telemetry backlog. `put` blocks when its lane is full: the
+    MQTT network thread then stops reading and the broker holds the backlog (with Receive
+    Maximum = `maxsize` the broker never sends more than that unacknowledged anyway).
+
+    Args:
+        maxsize: messages per lane.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._urgent: queue.Queue[Inbound] = queue.Queue(maxsize)
+        self._bulk: queue.Queue[Inbound] = queue.Queue(maxsize)
+        self._items = threading.Semaphore(0)
+
+    def put(self, item: Inbound) -> None:
+        """Queue one message (blocks while its lane is full)."""
+        (self._urgent if item.topic.endswith(_URGENT) else self._bulk).put(item)
+        self._items.release()
+
+    def get(self, timeout: float) -> Inbound | None:
+        """The next message, urgent lane first; None after `timeout` seconds without one."""
+        if not self._items.acquire(timeout=timeout):
+            return None
+        try:
+            return self._urgent.get_nowait()
+        except queue.Empty:
+            return self._bulk.get_nowait()
+
+    def qsize(self) -> int:
+        """Messages waiting in both lanes."""
+        return self._urgent.qsize() + self._bulk.qsize()
+
+
+class SubscriptionRefused(RuntimeError):
+    """The broker refused the device subscription (a SUBACK reason code >= 0x80)."""
 
 
 def shared_filter(group: str, prefix: str) -> str:
@@ -55,7 +104,7 @@ class AlertingMqtt:
         group: str,
         prefix: str,
         session_expiry_s: int,
-        inbox: queue.Queue[Inbound],
+        inbox: Inbox,
         subscribe: bool = True,
     ) -> None:
         self._address = parse_mqtt_url(mqtt_url)
@@ -65,6 +114,7 @@ class AlertingMqtt:
         self._session_expiry_s = session_expiry_s
         self._connected = threading.Event()
         self._subscribed = threading.Event()
+        self.refused: SubscriptionRefused | None = None
         self._slots = threading.BoundedSemaphore(MAX_OUTSTANDING)
         self.client = make_client(client_id, mqtt5=True, manual_ack=True, address=self._address)
         self.client.on_connect = self._on_connect
@@ -74,24 +124,71 @@ class AlertingMqtt:
         self.client.on_publish = self._on_publish
         self.client.max_queued_messages_set(0)
 
-    def start(self, timeout_s: float = 10.0) -> None:
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up."""
+        return self._connected.is_set()
+
+    def start(
+        self,
+        timeout_s: float = 10.0,
+        stop: threading.Event | None = None,
+        max_delay_s: float = 30.0,
+    ) -> None:
         """Connect (persistent session), subscribe, and wait until the subscription holds.
 
+        A broker that is down or slow is retried with jittered exponential backoff (0.5 s
+        doubling up to `max_delay_s`) until it answers or `stop` is set.
+
         Raises:
-            TimeoutError: the broker did not accept the connection or subscription in time.
+            SubscriptionRefused: the broker refused the subscription (fatal: retrying cannot
+                fix an ACL).
+            TimeoutError: `stop` was set before the broker accepted us.
         """
+        delay_s = 0.5
+        while True:
+            try:
+                self._try_start(timeout_s)
+                return
+            except (OSError, TimeoutError) as exc:
+                if stop is not None and stop.is_set():
+                    raise TimeoutError(f"broker {self._address.url} unavailable") from exc
+                logger.warning(
+                    "broker %s unavailable (%s); retrying in %.1f s",
+                    self._address.url,
+                    exc,
+                    delay_s,
+                )
+                waited = delay_s * random.uniform(0.8, 1.2)
+                if stop is not None:
+                    stop.wait(waited)
+                else:
+                    time.sleep(waited)
+                delay_s = min(delay_s * 2, max_delay_s)
+
+    def _try_start(self, timeout_s: float) -> None:
         self.client.connect(
             self._address.host,
             self._address.port,
             keepalive=30,
             clean_start=False,
-            properties=connect_properties(session_expiry_s=self._session_expiry_s),
+            properties=connect_properties(
+                session_expiry_s=self._session_expiry_s, receive_maximum=self._inbox.maxsize
+            ),
         )
         self.client.loop_start()
         wanted = self._subscribed if self._subscribe else self._connected
-        if not wanted.wait(timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while not wanted.wait(0.05):
+            if self.refused is not None:
+                self.stop()
+                raise self.refused
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"broker {self._address.url} did not accept us in {timeout_s} s")
+        if self.refused is not None:
             self.stop()
-            raise TimeoutError(f"broker {self._address.url} did not accept us in {timeout_s} s")
+            raise self.refused
 
     def stop(self) -> None:
         """Disconnect and stop the network thread."""
@@ -120,11 +217,25 @@ class AlertingMqtt:
             return
         self._connected.set()
         if self._subscribe:
-            client.subscribe(self._filter, options=SubscribeOptions(qos=1))
+            # Retain Handling 1 (MQTT 5 §3.8.3.1): retained statuses are sent only when the
+            # subscription is new, never again on a resumed session's re-subscribe.
+            options = SubscribeOptions(
+                qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
+            )
+            client.subscribe(self._filter, options=options)
 
     def _on_subscribe(
         self, client: paho.Client, userdata: Any, mid: int, rcs: Any, props: Any = None
     ) -> None:
+        for rc in rcs:
+            if rc.is_failure:
+                code = rc.value if isinstance(rc, ReasonCode) else int(rc)
+                self.refused = SubscriptionRefused(
+                    f"broker {self._address.url} refused the subscription to {self._filter!r}:"
+                    f" reason code 0x{code:02X} ({rc})"
+                )
+                logger.error("%s", self.refused)
+                return
         self._subscribed.set()
 
     def _on_disconnect(
@@ -135,8 +246,16 @@ class AlertingMqtt:
             logger.warning("disconnected from the broker: %s; paho reconnects", rc)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        # Blocks while the lane is full: paho stops reading and the broker keeps the rest.
         self._inbox.put(
-            Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, int(time.time() * 1000))
+            Inbound(
+                msg.topic,
+                bytes(msg.payload),
+                msg.mid,
+                msg.qos,
+                int(time.time() * 1000),
+                bool(msg.retain),
+            )
         )
 
     def _on_publish(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import queue
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -18,14 +20,17 @@ from alerting.dispatch import Dispatcher
 from alerting.engine import Engine
 from alerting.fall_model import load_fall_model
 from alerting.lifecycle import AlertRow
+from alerting.metrics import AlertingMetrics, LiveState
 from alerting.model import Action
-from alerting.mqtt import AlertingMqtt, Inbound
+from alerting.mqtt import AlertingMqtt, Inbound, Inbox
+from alerting.outbox import Outbox, default_outbox_path, store_dead_letter
 from alerting.settings import AlertingSettings
 from alerting.writer import AlertWriter
 from gateway.codec import decode
+from gateway.contract import AlertStatus
 from gateway.errors import PayloadError
 from gateway.fleet import Fleet
-from ingest import readback
+from ingest import pg, readback
 from ingest.migrate import apply_migrations
 from ingest.registry import load_centers_on_duty, load_fleet
 
@@ -50,6 +55,9 @@ class ServiceStats:
     invalid: int = 0
     errors: int = 0
     caught_up: int = 0
+    retained: int = 0  # retained replays received (handed to the engine flagged as such)
+    dead_lettered: int = 0
+
 
 
 class AlertingService:
@@ -66,7 +74,16 @@ class AlertingService:
         self.clock = clock
         self.stats = ServiceStats()
         self.ready = threading.Event()
-        self.inbox: queue.Queue[Inbound] = queue.Queue()
+        self.inbox = Inbox(settings.inbox_size)
+        self.outbox = Outbox(settings.outbox_path or default_outbox_path(settings.client_id))
+        self.metrics = AlertingMetrics()
+        self.metrics.bind(self._live)
+        self.mqtt: AlertingMqtt | None = None
+        self._fresh: queue.Queue[psycopg.Connection[Any]] = queue.Queue()
+        self._reconnecting: threading.Thread | None = None
+        self._last_tick_ms = 0
+        self._last_tick_mono = time.monotonic()
+        self._engine_knows_retained: bool | None = None
         self.engine: Engine | None = None
         self.writer: AlertWriter | None = None
 
@@ -110,6 +127,7 @@ class AlertingService:
         dispatcher = Dispatcher(fleet.care_centers, s.deadlines_s(), s.reminder_s)
         writer = AlertWriter(conn, dispatcher, mqtt.publish, s.topic_prefix)
         self.engine, self.writer = engine, writer
+        self._attach_outbox(conn, writer)
         self._reload_centers(conn, writer)
         writer.refresh_active()
         engine.restore((a.kind, a.elder_id, a.device_id) for a in writer.active.values())
@@ -157,20 +175,35 @@ class AlertingService:
     def _loop(self, stop: threading.Event, mqtt: AlertingMqtt) -> None:
         assert self.engine is not None and self.writer is not None
         s = self.settings
+        self.mqtt = mqtt
+        if s.metrics_port is not None:
+            self.metrics.serve(s.metrics_port, self._live)
+        try:
+            self._run_loop(stop, mqtt)
+        finally:
+            self.metrics.close()
+
+    def _run_loop(self, stop: threading.Event, mqtt: AlertingMqtt) -> None:
+        assert self.writer is not None
+        s = self.settings
         next_tick = next_centers = next_fleet = 0.0
         while not stop.is_set():
-            try:
-                item = self.inbox.get(timeout=s.tick_s)
-            except queue.Empty:
-                item = None
+            if mqtt.refused is not None:
+                raise mqtt.refused
+            item = self.inbox.get(timeout=s.tick_s)
             if item is not None:
+                # Acknowledged only once handled: its alert is in PostgreSQL or the outbox,
+                # or the message is dead-lettered.
                 self._handle(item, stop)
                 mqtt.ack(item.mid, item.qos)
+            self._poll_reconnect(stop)
             mono = time.monotonic()
             try:
                 if mono >= next_tick:
                     next_tick = mono + s.tick_s
                     self._tick(stop)
+                if not self.writer.online:
+                    continue
                 if mono >= next_centers:
                     next_centers = mono + s.centers_reload_s
                     self._reload_centers(self.writer.conn, self.writer)
@@ -178,34 +211,72 @@ class AlertingService:
                     next_fleet = mono + _FLEET_RELOAD_S
                     self._reload_fleet(self.writer.conn)
             except psycopg.OperationalError:
-                self._reconnect(stop)
+                self._offline(stop)
+
+    def _attach_outbox(self, conn: psycopg.Connection[Any], writer: AlertWriter) -> None:
+        """Give the writer the outbox and store what a previous run left in it."""
+        writer.outbox = self.outbox
+        pending = self.outbox.pending()
+        if pending:
+            logger.warning("reconciling %d alerts kept in the outbox", len(pending))
+            self.outbox.reconcile(conn)
+
+    def _offline(self, stop: threading.Event) -> None:
+        assert self.writer is not None
+        if self.writer.online:
+            logger.warning("database unavailable: alerts are kept in %s", self.outbox.path)
+        self.writer.online = False
+        self._reconnect(stop)
 
     def _reconnect(self, stop: threading.Event) -> None:
-        """Database down (STYLE.md "Errors" 3): reconnect with jittered backoff."""
-        assert self.writer is not None
-        delay_s = 0.5
-        while not stop.is_set():
-            logger.warning("database unavailable; reconnecting in %.1f s", delay_s)
-            stop.wait(delay_s * random.uniform(0.8, 1.2))
-            try:
-                conn = psycopg.connect(self.settings.database_url)
-            except psycopg.OperationalError:
-                delay_s = min(delay_s * 2, 30.0)
-                continue
-            with contextlib.suppress(psycopg.Error):
-                self.writer.conn.close()
-            self.writer.conn = conn
+        """Database down (STYLE.md "Errors" 3): reconnect in the background with jittered
+        backoff while the loop keeps paging from memory and the outbox."""
+        if self._reconnecting is not None and self._reconnecting.is_alive():
             return
 
-    def _apply(self, action: Action, now: int, stop: threading.Event) -> None:
-        """Store one action, retrying across database outages so no alert is lost."""
+        def attempt() -> None:
+            delay_s = 0.5
+            while not stop.is_set():
+                stop.wait(delay_s * random.uniform(0.8, 1.2))
+                try:
+                    self._fresh.put(pg.connect(self.settings.database_url))
+                    return
+                except psycopg.OperationalError:
+                    delay_s = min(delay_s * 2, 30.0)
+                    logger.warning("database unavailable; retrying in %.1f s", delay_s)
+
+        self._reconnecting = threading.Thread(target=attempt, name="db-reconnect", daemon=True)
+        self._reconnecting.start()
+
+    def _poll_reconnect(self, stop: threading.Event) -> None:
+        """Once reconnected: reconcile the outbox, then go back to PostgreSQL."""
         assert self.writer is not None
-        while not stop.is_set():
-            try:
-                self.writer.apply(action, now)
-                return
-            except psycopg.OperationalError:
-                self._reconnect(stop)
+        try:
+            conn = self._fresh.get_nowait()
+        except queue.Empty:
+            return
+        try:
+            self.outbox.reconcile(conn)
+            old, self.writer.conn = self.writer.conn, conn
+            self.writer.online = True
+            self.writer.refresh_active()
+        except psycopg.OperationalError:
+            self._offline(stop)
+            return
+        with contextlib.suppress(psycopg.Error):
+            old.close()
+        logger.info("database back: outbox reconciled")
+
+    def _apply(self, action: Action, now: int, stop: threading.Event) -> None:
+        """Store one action; while the database is down the writer keeps it in the outbox."""
+        assert self.writer is not None
+        before = len(self.writer.raised), self.writer.published
+        self.writer.apply(action, now)
+        if len(self.writer.raised) > before[0]:
+            self.metrics.alerts.labels(self.writer.raised[-1].kind.value).inc()
+        self.metrics.published.inc(self.writer.published - before[1])
+        if not self.writer.online:
+            self._offline(stop)
 
     def _reload_fleet(self, conn: psycopg.Connection[Any]) -> None:
         assert self.engine is not None
@@ -216,6 +287,7 @@ class AlertingService:
     def _handle(self, item: Inbound, stop: threading.Event) -> None:
         assert self.engine is not None and self.writer is not None
         self.stats.received += 1
+        self.metrics.received.inc()
         try:
             message = decode(
                 item.topic,
@@ -225,25 +297,97 @@ class AlertingService:
                 prefix=self.settings.topic_prefix,
             )
         except PayloadError as exc:
-            # Invalid input is dead-lettered by ingest; here it is only counted.
+            # Invalid input is dead-lettered by ingest; here it is counted and logged.
             self.stats.invalid += 1
-            logger.debug("skipped invalid message on %s: %s", item.topic, exc.reason.value)
+            self.metrics.invalid.inc()
+            logger.warning("dropped invalid message on %s: %s", item.topic, exc.reason.value)
             return
+        if item.retain:
+            self.stats.retained += 1
         try:
             now = self.clock()
-            for action in self.engine.on_message(message, now):
+            for action in self._on_message(message, now, item.retain):
                 self._apply(action, now, stop)
-        except Exception:
+        except Exception as exc:
+            # A bug, not an outage (the writer keeps alerts through those): never acknowledge
+            # it silently.
             self.stats.errors += 1
             logger.exception("failed to handle a message on %s", item.topic)
+            self._dead_letter(item, f"{type(exc).__name__}: {exc}")
+
+    def _on_message(self, message: Any, now: int, retained: bool) -> list[Action]:
+        """The engine's verdict; a retained replay is flagged where the engine can tell."""
+        assert self.engine is not None
+        on_message: Callable[..., list[Action]] = self.engine.on_message
+        if self._engine_knows_retained is None:
+            self._engine_knows_retained = "retained" in inspect.signature(on_message).parameters
+        if self._engine_knows_retained:
+            return on_message(message, now, retained=retained)
+        return on_message(message, now)
+
+    def _dead_letter(self, item: Inbound, detail: str) -> None:
+        """Dead-letter a message whose handling failed (`internal_error`), here or locally."""
+        assert self.writer is not None
+        self.stats.dead_lettered += 1
+        self.metrics.dead_letters.labels("internal_error").inc()
+        if self.writer.online:
+            conn = self.writer.conn
+            try:
+                conn.rollback()
+                store_dead_letter(
+                    conn, item.recv_ms, item.topic, item.payload, "internal_error", detail
+                )
+                conn.commit()
+                return
+            except psycopg.Error:
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
+        self.outbox.dead_letter(item.recv_ms, item.topic, item.payload, "internal_error", detail)
 
     def _tick(self, stop: threading.Event) -> None:
         assert self.engine is not None and self.writer is not None
         now = self.clock()
         for action in self.engine.tick(now):
             self._apply(action, now, stop)
-        self.writer.refresh_active()
+        if self.writer.online:
+            try:
+                self.writer.refresh_active()
+            except psycopg.OperationalError:
+                self._offline(stop)
+        # Escalations and reminders run on the in-memory active set, online or not.
+        published = self.writer.published
         self.writer.dispatch(now)
+        self.metrics.published.inc(self.writer.published - published)
+        if not self.writer.online:
+            self._reconnect(stop)
+        self._last_tick_ms, self._last_tick_mono = now, time.monotonic()
+
+    def _live(self) -> LiveState:
+        """The state the metrics endpoint reports (read from the scrape thread)."""
+        writer, engine, now = self.writer, self.engine, self.clock()
+        active = list(writer.active.values()) if writer else []
+        waiting = [a.raised_ts for a in active if a.status is not AlertStatus.ACKNOWLEDGED]
+        try:
+            depth, usable = self.outbox.depth(), True
+        except sqlite3.Error:
+            depth, usable = -1, False
+        return LiveState(
+            inbox_depth=self.inbox.qsize(),
+            outbox_depth=depth,
+            database_up=bool(writer and writer.online),
+            outbox_usable=usable,
+            broker_connected=bool(self.mqtt and self.mqtt.connected),
+            ready=self.ready.is_set(),
+            oldest_unacknowledged_s=max(0.0, (now - min(waiting)) / 1000) if waiting else 0.0,
+            last_tick_s=self._last_tick_ms / 1000,
+            last_tick_age_s=time.monotonic() - self._last_tick_mono,
+            triggers=engine.stats.triggers if engine else 0,
+            suppressed={
+                "duplicate": engine.stats.duplicates if engine else 0,
+                "unknown_device": engine.stats.unknown_devices if engine else 0,
+                "invalid": self.stats.invalid,
+            },
+        )
 
     def raised(self) -> list[AlertRow]:
         """Alerts this run raised (newest last)."""

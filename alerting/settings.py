@@ -38,6 +38,15 @@ class AlertingSettings(BaseSettings):
     fall_model_path: str | None = None
     baseline_days: int = 14
 
+    # Where alerts raised while PostgreSQL is down are kept until it returns (alerting.outbox);
+    # empty: $XDG_STATE_HOME (~/.local/state)/eldercare/alerting-outbox-{client_id}.sqlite3.
+    outbox_path: str = ""
+    # Messages in flight from the broker (MQTT 5 Receive Maximum) and in the inbox: beyond
+    # it the broker holds the backlog, so memory stays flat however far behind the service is.
+    inbox_size: int = 1000
+    # /metrics, /healthz and /readyz; None: not served.
+    metrics_port: int | None = None
+
     def deadlines_s(self) -> dict[Severity, float]:
         """Escalation deadline per severity, in seconds."""
         return {

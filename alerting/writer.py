@@ -1,18 +1,25 @@
-"""Applies detector actions and dispatch moves: the database first, then the alert feed."""
+"""Applies detector actions and dispatch moves: stored, then published on the alert feed.
+
+While PostgreSQL is unreachable the same actions and moves are applied to the in-memory
+active alerts instead, recorded in the local outbox (alerting.outbox) and published at once:
+a page never waits for the database.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 
 from alerting import store
-from alerting.dispatch import ActiveAlert, Dispatcher, Move, MoveKind
-from alerting.lifecycle import AUTO_CLOSABLE, AlertRow, TransitionError
-from alerting.model import Action, Close, Raise
+from alerting.dispatch import INCIDENT_KINDS, ActiveAlert, Dispatcher, Move, MoveKind
+from alerting.lifecycle import AUTO_CLOSABLE, AlertRow, TransitionError, check_transition
+from alerting.model import Action, Close, Raise, severity_rank
+from alerting.outbox import Outbox, Transition
 from alerting.routing import NoCenterError
 from gateway.alerts import encode_alert
 from gateway.contract import AlertKind, AlertStatus
@@ -26,6 +33,9 @@ Publish = Callable[[str, bytes], None]
 # Where an alert goes when no centre at all is on duty (kept, published, and re-routed by
 # the off-duty rule as soon as a centre comes back).
 UNROUTED = "unrouted"
+# A repeated trigger of an active alert that changes nothing staff see is re-published at most
+# this often ("still need help"), so a held or hammered button cannot flood a centre's feed.
+REFRESH_PUBLISH_S = 30.0
 
 
 def publish_alert(publish: Publish, alert: AlertRow, prefix: str, *extra_centers: str) -> None:
@@ -53,23 +63,34 @@ class AlertWriter:
     """Keeps the active alerts in view and turns actions and moves into stored transitions."""
 
     def __init__(
-        self, conn: psycopg.Connection[Any], dispatcher: Dispatcher, publish: Publish, prefix: str
+        self,
+        conn: psycopg.Connection[Any],
+        dispatcher: Dispatcher,
+        publish: Publish,
+        prefix: str,
+        outbox: Outbox | None = None,
     ) -> None:
         self.conn = conn
         self.dispatcher = dispatcher
         self.publish = publish
         self.prefix = prefix
+        self.outbox = outbox
+        # False from the first failed statement until the service has reconnected and
+        # reconciled the outbox: everything goes to memory and the outbox meanwhile.
+        self.online = True
         self.centers: dict[str, CareCenter] = {}
         self.active: dict[str, AlertRow] = {}
         self.raised: list[AlertRow] = []
+        self.published = 0
+        self._last_published: dict[str, tuple[int, str]] = {}  # id -> (updated_ts, reason)
 
     def refresh_active(self) -> None:
         """Reload the active alerts (other processes acknowledge and resolve them)."""
         self.active = {a.alert_id: a for a in store.active_alerts(self.conn)}
 
     def open_counts(self) -> dict[str, int]:
-        """Active alerts per centre."""
-        return dict(Counter(a.center_id for a in self.active.values()))
+        """Active incidents (sos, fall, smoke, wandering) per centre: what uses capacity."""
+        return dict(Counter(a.center_id for a in self.active.values() if a.kind in INCIDENT_KINDS))
 
     def _route(self, lat: float, lon: float) -> tuple[str, float, bool, bool]:
         try:
@@ -87,10 +108,43 @@ class AlertWriter:
         return dist, dist <= center.coverage_radius_m
 
     def apply(self, action: Action, now_ms: int) -> AlertRow | None:
-        """Store one action and publish what changed; returns the alert touched, if any."""
+        """Store one action and publish what changed; returns the alert touched, if any.
+
+        Raises:
+            psycopg.OperationalError: the database failed and there is no outbox.
+        """
+        if self.online or self.outbox is None:
+            try:
+                if isinstance(action, Raise):
+                    return self._raise(action, now_ms)
+                return self._close(action, now_ms)
+            except psycopg.OperationalError:
+                if self.outbox is None:
+                    raise
+                self._went_offline()
         if isinstance(action, Raise):
-            return self._raise(action, now_ms)
-        return self._close(action, now_ms)
+            return self._raise_offline(action, now_ms)
+        return self._close_offline(action, now_ms)
+
+    def _went_offline(self) -> None:
+        if self.online and self.outbox is not None:
+            logger.warning("database unavailable: alerts go to the outbox %s", self.outbox.path)
+        self.online = False
+
+    def _publish(self, alert: AlertRow, *extra_centers: str) -> None:
+        publish_alert(self.publish, alert, self.prefix, *extra_centers)
+        self.published += 1
+        if alert.active:
+            self._last_published[alert.alert_id] = (alert.updated_ts, alert.reason)
+        else:
+            self._last_published.pop(alert.alert_id, None)
+
+    def _refresh_due(self, alert: AlertRow, now_ms: int) -> bool:
+        """Whether a repeated trigger is worth a feed message: new reason, or a while since."""
+        last = self._last_published.get(alert.alert_id)
+        if last is None or last[1] != alert.reason:
+            return True
+        return now_ms - last[0] >= REFRESH_PUBLISH_S * 1000
 
     def _raise(self, action: Raise, now_ms: int) -> AlertRow | None:
         result = store.raise_alert(self.conn, action, self._route, self._locate, now_ms)
@@ -107,9 +161,9 @@ class AlertWriter:
                 alert.alert_id,
                 alert.center_id,
             )
-        # A repeated press means "still need help": staff see every one.
-        if created or changed or alert.kind is AlertKind.SOS:
-            publish_alert(self.publish, alert, self.prefix)
+        # A repeated press means "still need help": staff see it, at a bounded rate.
+        if created or changed or (alert.kind is AlertKind.SOS and self._refresh_due(alert, now_ms)):
+            self._publish(alert)
         return alert
 
     def _close(self, action: Close, now_ms: int) -> AlertRow | None:
@@ -129,7 +183,7 @@ class AlertWriter:
             return None
         self.active.pop(alert.alert_id, None)
         logger.info("%s alert %s: %s", alert.status.value, alert.alert_id, action.note)
-        publish_alert(self.publish, alert, self.prefix)
+        self._publish(alert)
         return alert
 
     def dispatch(self, now_ms: int) -> list[AlertRow]:
@@ -143,10 +197,21 @@ class AlertWriter:
         return out
 
     def apply_move(self, move: Move, now_ms: int) -> AlertRow | None:
-        """Store and publish one dispatch move."""
+        """Store and publish one dispatch move (in memory and the outbox while offline)."""
         before = self.active.get(move.alert_id)
         if before is None:
             return None
+        if not self.online and self.outbox is not None:
+            return self._move_offline(before, move, now_ms)
+        try:
+            return self._move(before, move, now_ms)
+        except psycopg.OperationalError:
+            if self.outbox is None:
+                raise
+            self._went_offline()
+        return self._move_offline(before, move, now_ms)
+
+    def _move(self, before: AlertRow, move: Move, now_ms: int) -> AlertRow | None:
         d = move.decision
         if move.kind == MoveKind.REMINDER:
             alert = store.remind(self.conn, move.alert_id, now_ms, "reminder: still unanswered")
@@ -172,5 +237,139 @@ class AlertWriter:
         logger.info(
             "%s alert %s: %s -> %s", move.kind, alert.alert_id, before.center_id, alert.center_id
         )
-        publish_alert(self.publish, alert, self.prefix, before.center_id)
+        self._publish(alert, before.center_id)
+        return alert
+
+    # In memory, while the database is down: the same decisions as store.raise_alert,
+    # store.close_active, store.transition and store.remind, recorded in the outbox.
+
+    def _keep(self, alert: AlertRow, transition: Transition | None) -> AlertRow:
+        assert self.outbox is not None
+        self.outbox.record(alert, transition)
+        if alert.active:
+            self.active[alert.alert_id] = alert
+        else:
+            self.active.pop(alert.alert_id, None)
+        return alert
+
+    def _raise_offline(self, action: Raise, now_ms: int) -> AlertRow:
+        trig = action.trigger
+        current = next(
+            (
+                a
+                for a in self.active.values()
+                if (a.elder_id, a.kind) == (action.elder_id, trig.kind)
+            ),
+            None,
+        )
+        if current is not None:
+            up = severity_rank(trig.severity) > severity_rank(current.severity)
+            moved = abs(action.lat - current.lat) + abs(action.lon - current.lon) > 2e-4  # ~20 m
+            dist_m, in_cov = self._locate(current.center_id, action.lat, action.lon)
+            alert = replace(
+                current,
+                severity=trig.severity if up else current.severity,
+                lat=action.lat,
+                lon=action.lon,
+                distance_m=dist_m,
+                in_coverage=in_cov,
+                reason=trig.reason,
+                updated_ts=now_ms,
+                last_event_ts=max(current.last_event_ts, trig.event_ts),
+            )
+            self._keep(alert, None)
+            if up or moved or (alert.kind is AlertKind.SOS and self._refresh_due(alert, now_ms)):
+                self._publish(alert)
+            return alert
+        center_id, dist_m, in_cov, over = self._route(action.lat, action.lon)
+        alert = AlertRow(
+            alert_id=store.new_alert_id(),
+            kind=trig.kind,
+            severity=trig.severity,
+            status=AlertStatus.OPEN,
+            elder_id=action.elder_id,
+            device_id=trig.device_id,
+            center_id=center_id,
+            distance_m=dist_m,
+            in_coverage=in_cov,
+            over_capacity=over,
+            lat=action.lat,
+            lon=action.lon,
+            event_ts=trig.event_ts,
+            raised_ts=now_ms,
+            updated_ts=now_ms,
+            acked_ts=None,
+            closed_ts=None,
+            escalations=0,
+            reason=trig.reason,
+            routed_ts=now_ms,
+            tried_centers=(center_id,),
+            last_event_ts=trig.event_ts,
+        )
+        self._keep(alert, Transition(None, trig.device_id, trig.reason))
+        self.raised.append(alert)
+        logger.warning(
+            "raised %s %s alert %s -> %s while the database is down",
+            alert.severity.value,
+            alert.kind.value,
+            alert.alert_id,
+            alert.center_id,
+        )
+        self._publish(alert)
+        return alert
+
+    def _close_offline(self, action: Close, now_ms: int) -> AlertRow | None:
+        if action.status is not AlertStatus.CANCELLED and action.kind not in AUTO_CLOSABLE:
+            return None
+        current = next(
+            (
+                a
+                for a in self.active.values()
+                if (a.elder_id, a.kind) == (action.elder_id, action.kind)
+                and action.device_id in (None, a.device_id)
+            ),
+            None,
+        )
+        if current is None:
+            return None
+        try:
+            check_transition(current.status, action.status)
+        except TransitionError:
+            return None
+        alert = replace(current, status=action.status, updated_ts=now_ms, closed_ts=now_ms)
+        self._keep(alert, Transition(current.status, action.actor, action.note))
+        logger.info("%s alert %s: %s (offline)", alert.status.value, alert.alert_id, action.note)
+        self._publish(alert)
+        return alert
+
+    def _move_offline(self, before: AlertRow, move: Move, now_ms: int) -> AlertRow:
+        d = move.decision
+        if move.kind == MoveKind.REMINDER:
+            alert = replace(before, routed_ts=now_ms, updated_ts=now_ms)
+            note = "reminder: still unanswered"
+        else:
+            escalate = move.kind == MoveKind.ESCALATE
+            note = "escalated: unanswered" if escalate else "centre off duty"
+            tried = before.tried_centers
+            alert = replace(
+                before,
+                status=AlertStatus.ESCALATED,
+                updated_ts=now_ms,
+                center_id=d.center_id,
+                distance_m=d.distance_m,
+                in_coverage=d.in_coverage,
+                over_capacity=d.over_capacity,
+                routed_ts=now_ms,
+                tried_centers=tried if d.center_id in tried else (*tried, d.center_id),
+                escalations=before.escalations + int(escalate),
+            )
+        self._keep(alert, Transition(before.status, "system", note))
+        logger.warning(
+            "%s alert %s: %s -> %s while the database is down",
+            move.kind,
+            alert.alert_id,
+            before.center_id,
+            alert.center_id,
+        )
+        self._publish(alert, before.center_id)
         return alert

@@ -1,0 +1,138 @@
+"""Prometheus metrics and health endpoints of the alerting service (own registry, I/O only).
+
+`/metrics` (Prometheus text format), `/healthz` (live: the message loop has ticked
+recently) and `/readyz` (ready: started, the broker connected, and PostgreSQL or the local
+outbox able to keep alerts) on one port, `ALERTING_METRICS_PORT`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """What the service reports at scrape time."""
+
+    inbox_depth: int
+    outbox_depth: int
+    database_up: bool
+    outbox_usable: bool
+    broker_connected: bool
+    ready: bool
+    oldest_unacknowledged_s: float  # platform clock; 0 when none is waiting
+    last_tick_s: float  # platform clock, s since the epoch; 0 before the first tick
+    last_tick_age_s: float  # monotonic; how long ago the loop last ticked
+    triggers: int
+    suppressed: dict[str, int] = field(default_factory=dict)  # reason -> inputs
+
+
+class _Live(Collector):
+    def __init__(self, state: Callable[[], LiveState]) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._state()
+        gauges = (
+            ("alerting_inbox_depth", "Messages waiting in the inbox", s.inbox_depth),
+            ("alerting_outbox_depth", "Alerts and dead letters kept locally", s.outbox_depth),
+            ("alerting_database_up", "1 while PostgreSQL takes writes", int(s.database_up)),
+            (
+                "alerting_broker_connected",
+                "1 while the broker is connected",
+                int(s.broker_connected),
+            ),
+            (
+                "alerting_oldest_unacknowledged_seconds",
+                "Age of the oldest open or escalated alert",
+                s.oldest_unacknowledged_s,
+            ),
+            ("alerting_last_tick_timestamp_seconds", "Time of the last tick", s.last_tick_s),
+        )
+        for name, doc, value in gauges:
+            yield GaugeMetricFamily(name, doc, value=value)
+        yield CounterMetricFamily("alerting_triggers", "Detector triggers", value=s.triggers)
+        suppressed = CounterMetricFamily(
+            "alerting_suppressed_inputs", "Inputs not acted on", labels=["reason"]
+        )
+        for reason, n in sorted(s.suppressed.items()):
+            suppressed.add_metric([reason], n)
+        yield suppressed
+
+
+class AlertingMetrics:
+    """Counters the message loop increments, plus the live state read at scrape time."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = Counter("alerting_received", "Device messages received", registry=r)
+        self.invalid = Counter("alerting_invalid", "Messages that failed to decode", registry=r)
+        self.alerts = Counter("alerting_alerts", "Alerts raised", ["kind"], registry=r)
+        self.published = Counter("alerting_published", "Alert feed messages", registry=r)
+        self.dead_letters = Counter(
+            "alerting_dead_letters", "Messages dead-lettered", ["reason"], registry=r
+        )
+        self._server: ThreadingHTTPServer | None = None
+
+    def bind(self, state: Callable[[], LiveState]) -> None:
+        """Report `state()` at every scrape."""
+        self.registry.register(_Live(state))
+
+    def serve(self, port: int, state: Callable[[], LiveState], live_within_s: float = 60.0) -> int:
+        """Serve /metrics, /healthz and /readyz on `port` (0: any free port) in a daemon thread.
+
+        Args:
+            port: TCP port.
+            state: the live state.
+            live_within_s: `/healthz` fails once the loop has not ticked for this long.
+
+        Returns:
+            The port served.
+        """
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                    return
+                if self.path not in ("/healthz", "/readyz"):
+                    self._reply(404, b"not found\n")
+                    return
+                s = state()
+                if self.path == "/healthz":
+                    ok = s.last_tick_age_s <= live_within_s
+                else:
+                    ok = s.ready and s.broker_connected and (s.database_up or s.outbox_usable)
+                self._reply(200 if ok else 503, b"ok\n" if ok else b"unavailable\n")
+
+            def _reply(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                logger.debug("metrics: %s", format % args)
+
+        self._server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return int(self._server.server_address[1])
+
+    def close(self) -> None:
+        """Stop serving."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

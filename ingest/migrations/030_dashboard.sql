@@ -63,21 +63,8 @@ ALTER TABLE alerts ADD COLUMN IF NOT EXISTS taken_ts bigint;     -- platform ms
 ALTER TABLE alerts ADD COLUMN IF NOT EXISTS outcome text
     CHECK (outcome IN ('false_alarm', 'handled_by_phone', 'visit', 'ambulance', 'fire_service',
                        'no_answer_escalated', 'nuisance', 'device_fault'));
-ALTER TABLE alerts ADD COLUMN IF NOT EXISTS trigger_count integer NOT NULL DEFAULT 1;
 CREATE INDEX IF NOT EXISTS alerts_taken_by ON alerts (taken_by) WHERE taken_by IS NOT NULL;
 CREATE INDEX IF NOT EXISTS alerts_raised_id ON alerts (raised_ts DESC, alert_id DESC);
-
--- A newer device trigger merged into an active alert counts once more.
-CREATE OR REPLACE FUNCTION alerts_count_triggers() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.last_event_ts > OLD.last_event_ts THEN
-        NEW.trigger_count := OLD.trigger_count + 1;
-    END IF;
-    RETURN NEW;
-END $$;
-DROP TRIGGER IF EXISTS alerts_count_triggers ON alerts;
-CREATE TRIGGER alerts_count_triggers BEFORE UPDATE OF last_event_ts ON alerts
-    FOR EACH ROW EXECUTE FUNCTION alerts_count_triggers();
 
 CREATE TABLE IF NOT EXISTS alert_steps (
     id        bigserial PRIMARY KEY,

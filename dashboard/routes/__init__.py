@@ -24,3 +24,7 @@ ROUTERS += [
     admin_router,
     health_router,
 ]
+
+from dashboard.routes.pages import router as pages_router  # noqa: E402  (the page, after the API)
+
+ROUTERS.append(pages_router)

@@ -42,8 +42,12 @@ class ReasonCode(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     TYPE_MISMATCH = "type_mismatch"
     FUTURE_TS = "future_ts"
-    # STYLE.md "Errors" 2: a bug while handling one message.
+    # A bug while handling one message.
     INTERNAL_ERROR = "internal_error"
+    # Not a contract violation: a message the codec accepts but the database refuses (a value
+    # or constraint, SQLSTATE classes 22/23). Ingest stores the rest of its batch and keeps this
+    # one, with the database's message as the detail.
+    DB_REJECTED = "db_rejected"
 
 
 class AlertKind(StrEnum):

@@ -27,6 +27,12 @@ logger = logging.getLogger(__name__)
 # them cannot be stored, so it is rejected here instead of failing the whole batch in the database.
 _FLOAT4_MAX = 3.4028234e38
 _INT32_MAX = 2**31 - 1
+MS_PER_DAY = 24 * 3600 * 1000
+# A device ts more than this before its receive time is implausible for the time series: the
+# shortest retention (cane_telemetry, 30 days, migration 002) would drop its chunk, and in plain
+# mode each such week would get a partition of its own. Gateways replay buffers of at most a few
+# days, so real late data stays well inside. Such rows go to `misdated_messages` (migration 007).
+MAX_BACKDATE_MS = 30 * MS_PER_DAY
 
 
 class Kind(StrEnum):
@@ -50,6 +56,8 @@ class Inbound:
         qos: 0 or 1.
         mid: the MQTT packet identifier (to acknowledge after commit).
         generation: which broker connection delivered it (acks go only to the same one).
+        retain: the broker sent it because of a subscription, from its retained store
+            (MQTT 5 §3.3.1.3 with Retain As Published 0): a replay, not new traffic.
     """
 
     topic: str
@@ -58,6 +66,32 @@ class Inbound:
     qos: int = 0
     mid: int = 0
     generation: int = 0
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One accepted message as it is stored.
+
+    Attributes:
+        message: the decoded message.
+        received_ms: platform clock at receipt, ms.
+        time_ms: the stored `time` (the key and partition time): the device ts; for a Last
+            Will, which has none, the receive time of the device's last real message before
+            it (see `Batch.anchor_wills`), so every copy of one Will has one key.
+        traffic_before_ms: for a Will, the newest receive time of real traffic from the same
+            device earlier in this batch.
+    """
+
+    message: Message
+    received_ms: int
+    time_ms: int
+    traffic_before_ms: int | None = None
+
+    @property
+    def is_will(self) -> bool:
+        """A Last Will: an offline status without a device ts (contract §1 "Status")."""
+        return isinstance(self.message, Status) and self.message.ts is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +107,14 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class LastSeen:
-    """What one batch says about a device's liveness and battery."""
+    """What one batch says about a device's liveness and battery.
+
+    `last_seen_ms` moves only on real traffic from the device: a Last Will is published by the
+    broker, not the device, and a retained replay is not new (it is never merged at all).
+    """
 
     device_id: str
-    last_seen_ms: int
+    last_seen_ms: int | None = None
     last_ts: int | None = None
     online: bool | None = None
     status_ms: int | None = None
@@ -85,10 +123,10 @@ class LastSeen:
     battery_ts: int | None = None
 
     def merge(self, message: Message, received_ms: int) -> None:
-        """Fold one accepted message in (newest wins, by device time where there is one)."""
-        self.last_seen_ms = max(self.last_seen_ms, received_ms)
+        """Fold one accepted live message in (newest wins, by device time where there is one)."""
         ts = message.ts
         if ts is not None:
+            self.last_seen_ms = max(self.last_seen_ms or received_ms, received_ms)
             self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
         when = ts if ts is not None else received_ms
         if message.battery_pct is not None and (self.battery_ts is None or when >= self.battery_ts):
@@ -103,26 +141,79 @@ class LastSeen:
 
 @dataclass(slots=True)
 class Batch:
-    """Everything one batch of inbound messages turns into."""
+    """Everything one batch of inbound messages turns into.
 
-    rows: dict[Kind, list[tuple[Message, int]]] = field(
-        default_factory=lambda: {kind: [] for kind in Kind}
-    )
+    Attributes:
+        rows: accepted messages per series.
+        misdated: accepted messages whose device ts is implausibly old (`MAX_BACKDATE_MS`),
+            stored outside the partitioned series.
+        dead: rejected messages.
+        last_seen: per device, what the live traffic of this batch says.
+    """
+
+    rows: dict[Kind, list[Row]] = field(default_factory=lambda: {kind: [] for kind in Kind})
+    misdated: list[tuple[Kind, Row]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     last_seen: dict[str, LastSeen] = field(default_factory=dict)
 
     @property
     def accepted(self) -> int:
         """How many messages decoded into rows."""
-        return sum(len(rows) for rows in self.rows.values())
+        return sum(len(rows) for rows in self.rows.values()) + len(self.misdated)
 
-    def add(self, message: Message, received_ms: int) -> None:
-        """Add an accepted message to its series and to the last-seen summary."""
-        self.rows[kind_of(message)].append((message, received_ms))
+    def add(
+        self,
+        message: Message,
+        received_ms: int,
+        *,
+        replay: bool = False,
+        max_backdate_ms: int = MAX_BACKDATE_MS,
+    ) -> None:
+        """Add an accepted message to its series and, unless it is a replay, to last-seen."""
+        kind = kind_of(message)
         seen = self.last_seen.get(message.device_id)
+        if message.ts is None:
+            before = seen.last_seen_ms if seen is not None else None
+            row = Row(message, received_ms, received_ms, traffic_before_ms=before)
+            self.rows[kind].append(row)
+        elif message.ts < received_ms - max_backdate_ms:
+            self.misdated.append((kind, Row(message, received_ms, message.ts)))
+        else:
+            self.rows[kind].append(Row(message, received_ms, message.ts))
+        if replay:
+            return
         if seen is None:
-            seen = self.last_seen[message.device_id] = LastSeen(message.device_id, received_ms)
+            seen = self.last_seen[message.device_id] = LastSeen(message.device_id)
         seen.merge(message, received_ms)
+
+    def will_devices(self) -> set[str]:
+        """Devices with a Last Will in this batch (their anchors are looked up before writing)."""
+        return {row.message.device_id for row in self.rows[Kind.STATUS] if row.is_will}
+
+    def anchor_wills(self, stored_last_seen_ms: Mapping[str, int]) -> None:
+        """Key each Will on the device's last real traffic before it.
+
+        The broker replays a retained Will on every new subscription (MQTT 5 §3.3.1.3); keyed
+        on its receive time, each copy would be a new row. The last real message before it is
+        the same for every copy, so all copies of one offline transition share one key and the
+        database stores it once. A device never heard from keeps the Will's receive time.
+
+        Args:
+            stored_last_seen_ms: device id -> stored receive time of its newest real message.
+        """
+        anchored = []
+        for row in self.rows[Kind.STATUS]:
+            if row.is_will:
+                device_id = row.message.device_id
+                known = [
+                    t
+                    for t in (row.traffic_before_ms, stored_last_seen_ms.get(device_id))
+                    if t is not None
+                ]
+                if known:
+                    row = Row(row.message, row.received_ms, max(known), row.traffic_before_ms)
+            anchored.append(row)
+        self.rows[Kind.STATUS] = anchored
 
 
 def kind_of(message: Message) -> Kind:
@@ -174,7 +265,11 @@ def check_storable(message: Message) -> None:
 
 
 def build_batch(
-    items: Iterable[Inbound], registry: Mapping[str, DeviceType], prefix: str = ""
+    items: Iterable[Inbound],
+    registry: Mapping[str, DeviceType],
+    prefix: str = "",
+    *,
+    max_backdate_ms: int = MAX_BACKDATE_MS,
 ) -> Batch:
     """Decode every inbound message with the gateway codec; bad ones become dead letters.
 
@@ -182,6 +277,7 @@ def build_batch(
         items: messages in the order received.
         registry: device id -> registered type.
         prefix: the topic namespace in use.
+        max_backdate_ms: a device ts older than its receive time minus this is misdated.
 
     Returns:
         The batch; every item is either in `rows` or in `dead`, never both, never lost.
@@ -193,7 +289,9 @@ def build_batch(
                 item.topic, item.payload, now_ms=item.received_ms, registry=registry, prefix=prefix
             )
             check_storable(message)
-            batch.add(message, item.received_ms)
+            batch.add(
+                message, item.received_ms, replay=item.retain, max_backdate_ms=max_backdate_ms
+            )
         except PayloadError as exc:
             logger.warning(
                 "dead letter %s on %s (%d bytes): %s",
@@ -243,8 +341,3 @@ _FIRST_MONDAY_MS = 4 * 24 * 3600 * 1000
 def week_start_ms(ts_ms: int) -> int:
     """Start of the ISO week (Monday 00:00 UTC) holding `ts_ms`: the plain-mode partition bound."""
     return (ts_ms - _FIRST_MONDAY_MS) // MS_PER_WEEK * MS_PER_WEEK + _FIRST_MONDAY_MS
-
-
-def row_time_ms(message: Message, received_ms: int) -> int:
-    """The partition time of a row: the device ts, or the receive time for a Last Will."""
-    return message.ts if message.ts is not None else received_ms

@@ -26,7 +26,8 @@ def _settings(**overrides: Any) -> IngestSettings:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    with connect(_settings().database_url) as conn:
+    # A migration may rewrite a large table: no statement timeout (keepalives still apply).
+    with connect(_settings().database_url, statement_timeout_ms=0) as conn:
         applied = apply_migrations(conn)
         mode = recorded_mode(conn)
     print(f"storage mode: {mode.value if mode else 'unknown'}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import struct
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,90 +13,130 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from gateway import BandTelemetry, CaneTelemetry, Event, Message, SmokeTelemetry, Status
-from ingest.batch import Batch, Kind, LastSeen, row_time_ms, week_start_ms
+from gateway import BandTelemetry, CaneTelemetry, Event, SmokeTelemetry, Status, to_wire
+from ingest import pg
+from ingest.batch import Batch, Kind, LastSeen, Row, week_start_ms
 from ingest.migrate import StorageMode
 from ingest.settings import WriteMethod
 
 logger = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[Any]
-Row = tuple[Any, ...]
 # Errors after which the same batch is tried again on a fresh connection (STYLE.md "Errors" 3).
 RETRYABLE: tuple[type[Exception], ...] = (
     psycopg.OperationalError,
     psycopg.errors.DeadlockDetected,
     psycopg.errors.SerializationFailure,
 )
+# Errors that are about the rows, not the database: the same rows fail again on any connection,
+# so the batch is split to find them (SQLSTATE classes 22 "data exception" and 23 "integrity
+# constraint violation", PostgreSQL docs appendix A). ProgrammingError (class 42: a missing table,
+# a syntax error) is a deployment fault for every row alike and stops the service instead.
+REJECTED: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityError)
 _MS = "timestamptz 'epoch' + {} * interval '1 millisecond'"
 
 
-def connect(url: str, *, autocommit: bool = False, timeout_s: int = 5) -> Conn:
-    """Open a connection; no server-side prepared statements (poolers and pglite share sessions)."""
-    return psycopg.connect(
-        url, autocommit=autocommit, connect_timeout=timeout_s, prepare_threshold=None
+def connect(
+    url: str,
+    *,
+    autocommit: bool = False,
+    statement_timeout_ms: int = pg.DEFAULT_STATEMENT_TIMEOUT_MS,
+) -> Conn:
+    """Open a connection with ingest.pg's timeouts; no server-side prepared statements
+    (poolers and pglite share sessions).
+
+    Args:
+        url: the DATABASE_URL.
+        autocommit: autocommit mode.
+        statement_timeout_ms: server-side statement timeout (0: none, for migrations).
+    """
+    conn = pg.connect(
+        url,
+        autocommit=autocommit,
+        statement_timeout_ms=statement_timeout_ms,
+        application_name="eldercare-ingest",
     )
+    conn.prepare_threshold = None
+    return conn
+
+
+def to_float4(value: float | None) -> float | None:
+    """`value` rounded to the nearest IEEE float4, as a `real` column stores it.
+
+    PostgreSQL refuses a float8 -> real cast that underflows to zero (`1e-50` gives "value out
+    of range: underflow"), while binary COPY rounds it; rounding here gives both write methods
+    the same stored value. Callers have already rejected values beyond the float4 range.
+    """
+    if value is None:
+        return None
+    return float(struct.unpack("f", struct.pack("f", value))[0])
 
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One stored column: its name, the staging/unnest type and how to read it from a message."""
+    """One stored column: its name, the staging/unnest type and how to read it from a row."""
 
     name: str
     pg_type: str
-    get: Callable[[Any, int], Any]
+    get: Callable[[Row], Any]
 
 
-def _flat(window: CaneTelemetry) -> list[float]:
+def _flat(row: Row) -> list[float]:
+    window = row.message
+    assert isinstance(window, CaneTelemetry)
     return [c for sample in window.accel_g for c in sample]
+
+
+def _field(name: str) -> Callable[[Row], Any]:
+    return lambda row: getattr(row.message, name)
 
 
 def _common(*extra: Column) -> tuple[Column, ...]:
     return (
-        Column("ts_ms", "bigint", lambda m, r: m.ts),
-        Column("device_id", "text", lambda m, r: m.device_id),
-        Column("seq", "bigint", lambda m, r: m.seq),
-        Column("battery_pct", "real", lambda m, r: m.battery_pct),
+        Column("ts_ms", "bigint", lambda row: row.time_ms),
+        Column("device_id", "text", _field("device_id")),
+        Column("seq", "bigint", _field("seq")),
+        Column("battery_pct", "real", _field("battery_pct")),
         *extra,
-        Column("received_ms", "bigint", lambda m, r: r),
+        Column("received_ms", "bigint", lambda row: row.received_ms),
     )
 
 
 COLUMNS: dict[Kind, tuple[Column, ...]] = {
     Kind.SMOKE: _common(
-        Column("smoke_db_m", "real", lambda m, r: m.smoke_db_m),
-        Column("temp_c", "real", lambda m, r: m.temp_c),
+        Column("smoke_db_m", "real", _field("smoke_db_m")),
+        Column("temp_c", "real", _field("temp_c")),
     ),
     Kind.BAND: _common(
-        Column("lat", "double precision", lambda m, r: m.lat),
-        Column("lon", "double precision", lambda m, r: m.lon),
-        Column("hacc_m", "real", lambda m, r: m.hacc_m),
-        Column("hr_bpm", "integer", lambda m, r: m.hr_bpm),
-        Column("steps", "integer", lambda m, r: m.steps),
-        Column("worn", "boolean", lambda m, r: m.worn),
+        Column("lat", "double precision", _field("lat")),
+        Column("lon", "double precision", _field("lon")),
+        Column("hacc_m", "real", _field("hacc_m")),
+        Column("hr_bpm", "integer", _field("hr_bpm")),
+        Column("steps", "integer", _field("steps")),
+        Column("worn", "boolean", _field("worn")),
     ),
     Kind.CANE: _common(
-        Column("rate_hz", "smallint", lambda m, r: m.rate_hz),
-        Column("accel_g", "real[]", lambda m, r: _flat(m)),
-        Column("lat", "double precision", lambda m, r: m.lat),
-        Column("lon", "double precision", lambda m, r: m.lon),
-        Column("hacc_m", "real", lambda m, r: m.hacc_m),
-        Column("hr_bpm", "integer", lambda m, r: m.hr_bpm),
+        Column("rate_hz", "smallint", _field("rate_hz")),
+        Column("accel_g", "real[]", _flat),
+        Column("lat", "double precision", _field("lat")),
+        Column("lon", "double precision", _field("lon")),
+        Column("hacc_m", "real", _field("hacc_m")),
+        Column("hr_bpm", "integer", _field("hr_bpm")),
     ),
     Kind.EVENT: _common(
-        Column("type", "text", lambda m, r: m.type.value),
-        Column("event", "text", lambda m, r: m.event),
+        Column("type", "text", lambda row: row.message.type.value),
+        Column("event", "text", _field("event")),
     ),
     Kind.STATUS: (
-        Column("ts_ms", "bigint", row_time_ms),
-        Column("device_id", "text", lambda m, r: m.device_id),
-        Column("online", "boolean", lambda m, r: m.online),
-        Column("has_ts", "boolean", lambda m, r: m.ts is not None),
-        Column("heartbeat_s", "integer", lambda m, r: m.heartbeat_s),
-        Column("battery_pct", "real", lambda m, r: m.battery_pct),
-        Column("rssi_dbm", "real", lambda m, r: m.rssi_dbm),
-        Column("fw", "text", lambda m, r: m.fw),
-        Column("received_ms", "bigint", lambda m, r: r),
+        Column("ts_ms", "bigint", lambda row: row.time_ms),
+        Column("device_id", "text", _field("device_id")),
+        Column("online", "boolean", _field("online")),
+        Column("has_ts", "boolean", lambda row: row.message.ts is not None),
+        Column("heartbeat_s", "integer", _field("heartbeat_s")),
+        Column("battery_pct", "real", _field("battery_pct")),
+        Column("rssi_dbm", "real", _field("rssi_dbm")),
+        Column("fw", "text", _field("fw")),
+        Column("received_ms", "bigint", lambda row: row.received_ms),
     ),
 }
 _TYPES = (SmokeTelemetry, BandTelemetry, CaneTelemetry, Event, Status)
@@ -149,9 +191,29 @@ def _unnest_insert_sql(kind: Kind) -> sql.Composed:
 
 
 def _array_literal(values: list[float]) -> str:
-    return "{" + ",".join(repr(v) for v in values) + "}"
+    return "{" + ",".join(repr(to_float4(v)) for v in values) + "}"
 
 
+def _unnest_values(col: Column, rows: list[Row]) -> list[Any]:
+    values = [col.get(row) for row in rows]
+    if col.pg_type == "real[]":
+        return [_array_literal(v) for v in values]
+    if col.pg_type == "real":
+        return [to_float4(v) for v in values]
+    return values
+
+
+_MISDATED_SQL = (
+    "INSERT INTO misdated_messages (device_id, kind, device_ts, seq, online, body, received_at)"
+    f" SELECT d, k, t, s, o, b, {_MS.format('r')}"
+    " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::boolean[],"
+    " %s::jsonb[], %s::bigint[]) AS u (d, k, t, s, o, b, r)"
+    " ON CONFLICT DO NOTHING"
+)
+_ANCHOR_SQL = (
+    "SELECT device_id, (extract(epoch FROM last_seen_at) * 1000)::bigint"
+    " FROM device_last_seen WHERE device_id = ANY(%s::text[])"
+)
 _DEAD_SQL = (
     "INSERT INTO dead_letters (received_at, topic, payload, reason, detail)"
     f" SELECT {_MS.format('r')}, t, p, c, d"
@@ -161,9 +223,12 @@ _DEAD_SQL = (
 _LAST_SEEN_SQL = (
     "INSERT INTO device_last_seen AS s (device_id, last_seen_at, last_ts, online, status_at,"
     " heartbeat_s, battery_pct, battery_ts)"
-    f" SELECT d, {_MS.format('ls')}, lt, o, {_MS.format('sa')}, hb, bp, bt"
-    " FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::boolean[], %s::bigint[],"
+    f" SELECT d, coalesce({_MS.format('ls')}, x.last_seen_at), lt, o, {_MS.format('sa')}, hb,"
+    " bp, bt FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::boolean[], %s::bigint[],"
     " %s::integer[], %s::real[], %s::bigint[]) AS u (d, ls, lt, o, sa, hb, bp, bt)"
+    # A Will alone says nothing about traffic: it updates a known device, never creates one.
+    " LEFT JOIN device_last_seen AS x ON x.device_id = u.d"
+    " WHERE u.ls IS NOT NULL OR x.device_id IS NOT NULL"
     " ON CONFLICT (device_id) DO UPDATE SET"
     " last_seen_at = GREATEST(s.last_seen_at, EXCLUDED.last_seen_at),"
     " last_ts = GREATEST(s.last_ts, EXCLUDED.last_ts),"
@@ -185,6 +250,7 @@ class WriteResult:
     stored: Counter[Kind] = field(default_factory=Counter)
     duplicates: Counter[Kind] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
+    misdated: int = 0
 
 
 class BatchWriter:
@@ -206,6 +272,8 @@ class BatchWriter:
         Raises:
             psycopg.Error: nothing is stored then (the transaction is rolled back).
         """
+        if batch.will_devices():
+            _anchor_wills(conn, batch)
         if self.mode is StorageMode.POSTGRESQL:
             self._ensure_partitions(conn, batch)
         result = WriteResult()
@@ -224,6 +292,8 @@ class BatchWriter:
                     stored = self._insert(conn, kind, rows)
                     result.stored[kind] += stored
                     result.duplicates[kind] += len(rows) - stored
+            if batch.misdated:
+                result.misdated = _write_misdated(conn, batch)
             if batch.dead:
                 _write_dead(conn, batch)
                 result.dead.update(d.reason.value for d in batch.dead)
@@ -235,13 +305,10 @@ class BatchWriter:
         """Drop per-connection state (temp tables) after a reconnect."""
         self._staged.clear()
 
-    def _insert(self, conn: Conn, kind: Kind, rows: list[tuple[Message, int]]) -> int:
+    def _insert(self, conn: Conn, kind: Kind, rows: list[Row]) -> int:
         cols = COLUMNS[kind]
         if self.method is WriteMethod.UNNEST:
-            arrays: list[list[Any]] = [[c.get(m, r) for m, r in rows] for c in cols]
-            for i, c in enumerate(cols):
-                if c.pg_type == "real[]":
-                    arrays[i] = [_array_literal(v) for v in arrays[i]]
+            arrays = [_unnest_values(c, rows) for c in cols]
             cur = conn.execute(_unnest_insert_sql(kind), arrays)
             return cur.rowcount
         stage = f"stage_{kind.value}"
@@ -251,8 +318,8 @@ class BatchWriter:
             with cur.copy(copy_sql) as copy:
                 copy.set_types([c.pg_type for c in cols])
                 getters = [c.get for c in cols]
-                for m, r in rows:
-                    copy.write_row([g(m, r) for g in getters])
+                for row in rows:
+                    copy.write_row([g(row) for g in getters])
             cur.execute(_insert_sql(kind, sql.Identifier(stage), stage))
             stored = cur.rowcount
             cur.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(stage)))
@@ -274,8 +341,8 @@ class BatchWriter:
     def _ensure_partitions(self, conn: Conn, batch: Batch) -> None:
         wanted: dict[Kind, set[int]] = {}
         for kind, rows in batch.rows.items():
-            for m, r in rows:
-                week = week_start_ms(row_time_ms(m, r))
+            for row in rows:
+                week = week_start_ms(row.time_ms)
                 if (kind, week) not in self._weeks:
                     wanted.setdefault(kind, set()).add(week)
         if not wanted:
@@ -288,6 +355,29 @@ class BatchWriter:
                     (kind.value, sorted(weeks)),
                 )
         self._weeks.update((kind, w) for kind, weeks in wanted.items() for w in weeks)
+
+
+def _anchor_wills(conn: Conn, batch: Batch) -> None:
+    with conn.transaction():
+        rows = conn.execute(_ANCHOR_SQL, (sorted(batch.will_devices()),)).fetchall()
+    batch.anchor_wills({str(d): int(ms) for d, ms in rows})
+
+
+def _write_misdated(conn: Conn, batch: Batch) -> int:
+    rows = [(kind, row) for kind, row in batch.misdated]
+    cur = conn.execute(
+        _MISDATED_SQL,
+        (
+            [r.message.device_id for _, r in rows],
+            [k.value for k, _ in rows],
+            [r.message.ts for _, r in rows],
+            [getattr(r.message, "seq", None) for _, r in rows],
+            [getattr(r.message, "online", None) for _, r in rows],
+            [json.dumps(to_wire(r.message), allow_nan=False) for _, r in rows],
+            [r.received_ms for _, r in rows],
+        ),
+    )
+    return cur.rowcount
 
 
 def _write_dead(conn: Conn, batch: Batch) -> None:

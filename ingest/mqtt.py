@@ -11,6 +11,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.reasoncodes import ReasonCode as MqttReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway import device_filter
 from gateway.mqtt import connect_properties, make_client, parse_mqtt_url
@@ -30,6 +31,16 @@ def share_filter(group: str, prefix: str) -> str:
     if not group:
         return device_filter(prefix)
     return f"$share/{group}/{device_filter(prefix)}"
+
+
+def subscribe_options() -> SubscribeOptions:
+    """QoS 1 with Retain Handling 1 (MQTT 5 §3.8.3.1): retained messages only when the
+    subscription is new, so a resumed session gets no replays of retained statuses.
+
+    Retain As Published stays 0, so a message the broker sends from its retained store is the
+    only kind that arrives with the RETAIN flag set (§3.3.1.3): ingest treats it as a replay.
+    """
+    return SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
 
 
 class Subscription:
@@ -117,7 +128,7 @@ class Subscription:
             return
         self.subscribed.clear()
         self._generation += 1
-        client.subscribe(self.topic_filter, qos=1)
+        client.subscribe(self.topic_filter, options=subscribe_options())
         self.connected.set()
         logger.info(
             "connected to %s (session present: %s)", self._address.url, flags.session_present
@@ -141,7 +152,15 @@ class Subscription:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         payload = msg.payload if isinstance(msg.payload, bytes) else bytes(msg.payload)
-        item = Inbound(msg.topic, payload, self._clock_ms(), msg.qos, msg.mid, self._generation)
+        item = Inbound(
+            msg.topic,
+            payload,
+            self._clock_ms(),
+            msg.qos,
+            msg.mid,
+            self._generation,
+            retain=bool(msg.retain),
+        )
         while not self._closing.is_set():
             try:
                 self._out.put(item, timeout=0.2)

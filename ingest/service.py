@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
-from gateway import DeviceType
-from ingest.batch import Batch, Inbound, build_batch, unknown_devices
-from ingest.db import RETRYABLE, BatchWriter, Conn, WriteResult, connect
+from gateway import DeviceType, ReasonCode
+from ingest.batch import Batch, DeadLetter, Inbound, build_batch, unknown_devices
+from ingest.db import REJECTED, RETRYABLE, BatchWriter, Conn, WriteResult, connect
 from ingest.metrics import IngestMetrics
 from ingest.migrate import recorded_mode, storage_mode
 from ingest.mqtt import Subscription
@@ -24,8 +27,32 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+# Conversion errors of a value while it is written (a driver dumper refusing it): the rows'
+# fault like REJECTED, but no database message, so a lone one is dead-lettered `internal_error`.
+_POISON: tuple[type[Exception], ...] = (*REJECTED, ValueError, OverflowError, struct.error)
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejected:
+    """A piece of a batch that cannot be stored as it is (see `IngestService._handle`)."""
+
+    error: Exception
+
+    @property
+    def reason(self) -> ReasonCode:
+        return (
+            ReasonCode.DB_REJECTED
+            if isinstance(self.error, REJECTED)
+            else ReasonCode.INTERNAL_ERROR
+        )
+
+    @property
+    def detail(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}".replace("\x00", "")[:500]
 
 
 class IngestService:
@@ -121,21 +148,66 @@ class IngestService:
         return items
 
     def _handle(self, items: list[Inbound], stop: threading.Event) -> bool:
+        """Store and acknowledge `items`; False when stopped before the database came back.
+
+        A piece the database refuses (a value or constraint, not an outage) is split in
+        halves until the refused messages are alone; the rest is stored, each refused message
+        is dead-lettered with the database's message, and everything is acknowledged, so one
+        poison message never blocks a batch or crash-loops the service. Pieces are stored
+        and acknowledged in the order received (MQTT 5 §4.6: PUBACKs in PUBLISH order).
+        """
         self.metrics.received.inc(len(items))
         prefix = self.settings.topic_prefix
         if unknown_devices(items, self._registry, prefix) and self._registry_due(
             self.settings.registry_miss_refresh_s
         ):
             self._retry(self.refresh_registry, stop)
-        batch = build_batch(items, self._registry, prefix)
-        started = time.perf_counter()
-        result = self._retry(lambda: self._write(batch), stop)
-        if result is None:
-            return False
-        assert self._subscription is not None
-        self._subscription.ack(items)
-        self.metrics.record(batch, result, time.perf_counter() - started, self._clock_ms())
+        pending = [items]
+        while pending:
+            piece = pending.pop()
+            started = time.perf_counter()
+            outcome = self._retry(partial(self._store, piece), stop)
+            if outcome is None:
+                return False
+            if isinstance(outcome, _Rejected):
+                if len(piece) > 1:
+                    middle = len(piece) // 2
+                    pending += [piece[middle:], piece[:middle]]
+                    continue
+                stored = self._retry(partial(self._dead_letter, piece[0], outcome), stop)
+                if stored is None:
+                    return False
+                outcome = stored
+            batch, result = outcome
+            assert self._subscription is not None
+            self._subscription.ack(piece)
+            self.metrics.record(batch, result, time.perf_counter() - started, self._clock_ms())
         return True
+
+    def _store(self, items: list[Inbound]) -> tuple[Batch, WriteResult] | _Rejected:
+        batch = build_batch(
+            items,
+            self._registry,
+            self.settings.topic_prefix,
+            max_backdate_ms=int(self.settings.max_backdate_days * 86_400_000),
+        )
+        try:
+            return batch, self._write(batch)
+        except _POISON as exc:
+            if len(items) == 1:
+                logger.warning("the database refused a message on %s: %s", items[0].topic, exc)
+            return _Rejected(exc)
+
+    def _dead_letter(self, item: Inbound, rejected: _Rejected) -> tuple[Batch, WriteResult]:
+        dead = DeadLetter(
+            item.received_ms,
+            item.topic.replace("\x00", ""),
+            item.payload,
+            rejected.reason,
+            rejected.detail,
+        )
+        batch = Batch(dead=[dead])
+        return batch, self._write(batch)
 
     def _write(self, batch: Batch) -> WriteResult:
         assert self._conn is not None and self._writer is not None

@@ -53,4 +53,7 @@ class IngestSettings(BaseSettings):
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
     flush_timeout_s: float = Field(default=10.0, gt=0)
+    # A device ts older than the receive time minus this goes to `misdated_messages` instead of
+    # the partitioned series (ingest.batch.MAX_BACKDATE_MS: the shortest retention, 30 days).
+    max_backdate_days: float = Field(default=30.0, gt=0, le=30.0)
     metrics_port: int | None = None

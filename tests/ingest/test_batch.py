@@ -71,7 +71,8 @@ def test_accepts_into_kinds_and_folds_last_seen() -> None:
     batch = build_batch(items, REG)
     seen = batch.last_seen["smk-001"]
     assert len(batch.rows[Kind.SMOKE]) == 2 and len(batch.rows[Kind.STATUS]) == 1
-    assert (seen.last_ts, seen.last_seen_ms, seen.online) == (NOW - 1000, NOW + 20, False)
+    # The Will (published by the broker, not the device) sets `online` but is not traffic.
+    assert (seen.last_ts, seen.last_seen_ms, seen.online) == (NOW - 1000, NOW + 10, False)
     assert (seen.battery_pct, seen.battery_ts) == (50.0, NOW - 1000)  # newest by device time
 
 
@@ -86,3 +87,59 @@ def test_unknown_devices_and_weeks() -> None:
     assert week_start_ms(NOW) == 1_763_942_400_000
     assert week_start_ms(1_763_942_400_000) == 1_763_942_400_000
     assert week_start_ms(0) == -3 * 86_400_000
+
+
+def _status(online: bool, ts: int | None = None) -> tuple[str, bytes]:
+    return encode_message(
+        Status(device_id="smk-001", type=DeviceType.SMOKE, online=online, ts=ts, heartbeat_s=60)
+    )
+
+
+@pytest.mark.parametrize(
+    ("ts", "misdated"),
+    [
+        (0, True),  # clock reset to 1970 after a battery change
+        (NOW - 31 * 86_400_000, True),
+        (NOW - 29 * 86_400_000, False),  # a late gateway replay: still a series row
+        (NOW - 20_000, False),
+        (NOW + 240_000, False),  # 4 minutes fast, inside the contract's 5-minute window
+    ],
+    ids=["epoch", "31d", "29d", "20s", "fast"],
+)
+def test_implausibly_old_device_time_is_kept_aside(ts: int, misdated: bool) -> None:
+    batch = build_batch([Inbound(*_smoke(1, ts), received_ms=NOW)], REG)
+    assert batch.accepted == 1 and not batch.dead
+    assert (len(batch.misdated), len(batch.rows[Kind.SMOKE])) == ((1, 0) if misdated else (0, 1))
+    # Still real traffic: the device is alive even though its clock is not.
+    assert batch.last_seen["smk-001"].last_seen_ms == NOW
+
+
+def test_a_retained_replay_is_stored_but_moves_nothing() -> None:
+    items = [
+        Inbound(*_status(True, NOW - 5000), received_ms=NOW, retain=True),
+        Inbound(*_status(False), received_ms=NOW + 5, retain=True),
+    ]
+    batch = build_batch(items, REG)
+    assert len(batch.rows[Kind.STATUS]) == 2
+    assert batch.last_seen == {}
+
+
+def test_wills_are_keyed_on_the_last_real_traffic_before_them() -> None:
+    live = [
+        Inbound(*_smoke(1, NOW - 1000), received_ms=NOW),
+        Inbound(*_status(False), received_ms=NOW + 90_000),
+        Inbound(*_smoke(2, NOW + 100_000), received_ms=NOW + 100_000),  # after: not the anchor
+    ]
+    batch = build_batch(live, REG)
+    batch.anchor_wills({"smk-001": NOW - 60_000})
+    (will,) = batch.rows[Kind.STATUS]
+    assert will.time_ms == NOW  # the newest traffic before it, in this batch
+    # Later copies (a replay to a new subscription) anchor on the stored last-seen: same key.
+    for received in (NOW + 200_000, NOW + 900_000):
+        replay = build_batch([Inbound(*_status(False), received_ms=received, retain=True)], REG)
+        replay.anchor_wills({"smk-001": NOW + 100_000})
+        assert [r.time_ms for r in replay.rows[Kind.STATUS]] == [NOW + 100_000]
+    # A device never heard from keeps the Will's receive time.
+    alone = build_batch([Inbound(*_status(False), received_ms=NOW)], REG)
+    alone.anchor_wills({})
+    assert [r.time_ms for r in alone.rows[Kind.STATUS]] == [NOW]

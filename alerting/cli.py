@@ -9,14 +9,13 @@ import sys
 import time
 from typing import Any
 
-import psycopg
-
 from alerting import store
 from alerting.lifecycle import AlertRow, TransitionError
 from alerting.settings import AlertingSettings
 from alerting.writer import publish_alert
 from gateway.contract import AlertStatus
 from gateway.mqtt import make_client, parse_mqtt_url
+from ingest.pg import connect
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     for name, help_text in (("ack", "acknowledge an alert"), ("resolve", "resolve an alert")):
         op = ops.add_parser(name, help=help_text)
         op.add_argument("alert_id")
-        op.add_argument("--by", required=True, help="who (a dispatcher id)")
+        op.add_argument("--by", required=True, help="who (a dispatcher id; never blank)")
         op.add_argument("--note", default="")
         op.add_argument("--prefix", default=None, help="topic prefix of the alert feed")
         op.set_defaults(handler=_transition, target=name)
@@ -80,17 +79,22 @@ def publish_once(settings: AlertingSettings, alert: AlertRow) -> None:
 
 
 def _transition(args: argparse.Namespace) -> int:
+    by = args.by.strip()
+    if not by:
+        # The history must say who took or closed an alert (an audit trail of nobody is none).
+        print("error: --by needs a name: who acknowledges or resolves the alert", file=sys.stderr)
+        return 2
     settings = _settings(args)
     target = AlertStatus.ACKNOWLEDGED if args.target == "ack" else AlertStatus.RESOLVED
     now_ms = int(time.time() * 1000)
-    with psycopg.connect(settings.database_url) as conn:
+    with connect(settings.database_url) as conn:
         try:
-            alert = store.transition(conn, args.alert_id, target, args.by, args.note, now_ms)
+            alert = store.transition(conn, args.alert_id, target, by, args.note, now_ms)
         except TransitionError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     publish_once(settings, alert)
-    print(f"{alert.alert_id} {alert.status.value} by {args.by}")
+    print(f"{alert.alert_id} {alert.status.value} by {by}")
     return 0
 
 
@@ -99,7 +103,7 @@ def _list(args: argparse.Namespace) -> int:
     statuses = [AlertStatus(s) for s in args.status or ()]
     if args.active:
         statuses += [AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED, AlertStatus.ESCALATED]
-    with psycopg.connect(settings.database_url) as conn:
+    with connect(settings.database_url) as conn:
         alerts = store.list_alerts(conn, statuses or None, args.limit)
     for a in alerts:
         if args.json:

@@ -11,7 +11,9 @@ A clock that steps backwards (a reset, or a correction of several minutes) makes
 sample larger than the minimum, which would hide the step until the window runs out; it is
 recognised at once because the per-device counter `seq` moves forward while `ts` moves back
 (contract §1: `seq` is kept across reboots), and the estimate is re-anchored on the new clock.
-A step forwards lowers the samples and is followed by the minimum immediately.
+A step forwards lowers the samples and is followed by the minimum immediately. The estimate
+rises only on samples spread over half the window, so a replayed buffer arriving after a long
+gap (every sample late) does not move it.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class ClockOffsets:
             dev.before_ms = dev.offset_ms
             dev.samples.clear()
             dev.anchor_seq = seq
+            dev.offset_ms = sample
         if seq > dev.newest_seq:
             dev.newest_seq, dev.newest_ts = seq, device_ts_ms
         if seq < dev.anchor_seq:
@@ -83,7 +86,12 @@ class ClockOffsets:
             len(dev.samples) > self.max_samples or dev.samples[0][0] < newest_ms - self.window_ms
         ):
             dev.samples.popleft()
-        dev.offset_ms = min(o for _, o in dev.samples)
+        lowest = min(o for _, o in dev.samples)
+        # The estimate may rise (a clock losing time) only on evidence spread over half the
+        # window: after a gap, the first samples are often a replayed buffer, all of them late.
+        span_ms = newest_ms - dev.samples[0][0]
+        if lowest <= dev.offset_ms or span_ms >= self.window_ms // 2:
+            dev.offset_ms = lowest
         return dev.offset_ms
 
     def offset(self, device_id: str) -> int | None:

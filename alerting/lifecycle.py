@@ -20,6 +20,12 @@ ALLOWED_FROM: dict[AlertStatus, tuple[AlertStatus, ...]] = {
 # Machine-raised alerts that a clearing condition may close on its own; never sos, fall or
 # smoke, which a person must see to the end.
 AUTO_CLOSABLE = frozenset({AlertKind.DEVICE_OFFLINE, AlertKind.LOW_BATTERY, AlertKind.INACTIVITY})
+# A wearer's cancel closes an alarm only while no person has taken it. In telecare call
+# handling (TEC Quality, formerly the TSA, Quality Standards Framework; EN 50134-7) an alarm
+# call an operator has answered is closed by that operator with a recorded outcome: a later
+# cancel from the device is information for the operator, kept in the alert's history, and
+# the alert stays active.
+WEARER_CANCELLABLE = (AlertStatus.OPEN,)
 
 
 class TransitionError(ValueError):
@@ -52,6 +58,8 @@ class AlertRow:
     routed_ts: int
     tried_centers: tuple[str, ...]
     last_event_ts: int
+    event_seq: int | None = None  # `seq` of the message that raised it (None: no message)
+    trigger_count: int = 1  # triggers merged into it, the first included
 
     @property
     def active(self) -> bool:

@@ -9,9 +9,10 @@ from typing import Any
 
 import psycopg
 
-from alerting.lifecycle import ACTIVE, ALLOWED_FROM, AlertRow, TransitionError
+from alerting.lifecycle import ACTIVE, ALLOWED_FROM, WEARER_CANCELLABLE, AlertRow, TransitionError
 from alerting.model import Raise, severity_rank
 from gateway.contract import AlertKind, AlertStatus, Severity
+from gateway.geo import distance_m
 
 logger = logging.getLogger(__name__)
 
@@ -19,15 +20,26 @@ Conn = psycopg.Connection[Any]
 COLUMNS = (
     "alert_id, kind, severity, status, elder_id, device_id, center_id, distance_m, in_coverage,"
     " over_capacity, lat, lon, event_ts, raised_ts, updated_ts, acked_ts, closed_ts, escalations,"
-    " reason, coalesce(routed_ts, raised_ts), tried_centers, coalesce(last_event_ts, event_ts)"
+    " reason, coalesce(routed_ts, raised_ts), tried_centers, coalesce(last_event_ts, event_ts),"
+    " event_seq, trigger_count"
 )
 _A_COLUMNS = (
     "a.alert_id, a.kind, a.severity, a.status, a.elder_id, a.device_id, a.center_id,"
     " a.distance_m, a.in_coverage, a.over_capacity, a.lat, a.lon, a.event_ts, a.raised_ts,"
     " a.updated_ts, a.acked_ts, a.closed_ts, a.escalations, a.reason,"
-    " coalesce(a.routed_ts, a.raised_ts), a.tried_centers, coalesce(a.last_event_ts, a.event_ts)"
+    " coalesce(a.routed_ts, a.raised_ts), a.tried_centers, coalesce(a.last_event_ts, a.event_ts),"
+    " a.event_seq, a.trigger_count"
 )
 _ACTIVE = [s.value for s in ACTIVE]
+# How long a message identity stays on record against replays: a restart's catch-up, the
+# broker's session expiry and a gateway's buffer all fall well inside a day.
+IDENTITY_WINDOW_MS = 24 * 3600 * 1000
+# Conditions found on a clock tick (no message caused them): a restart that finds the same
+# condition finds the same start, and an alert raised after that start already covered it.
+_CONDITION_KINDS = frozenset({AlertKind.DEVICE_OFFLINE, AlertKind.INACTIVITY})
+# A refresh moving the alert by more than this changes what staff see (a GPS fix of a wrist
+# band is good to ~10 m in the open; the district reference data).
+MOVED_M = 20.0
 
 
 def row_to_alert(row: Sequence[Any]) -> AlertRow:
@@ -55,6 +67,8 @@ def row_to_alert(row: Sequence[Any]) -> AlertRow:
         routed_ts=int(row[19]),
         tried_centers=tuple(row[20] or ()),
         last_event_ts=int(row[21]),
+        event_seq=None if row[22] is None else int(row[22]),
+        trigger_count=int(row[23]),
     )
 
 
@@ -98,21 +112,30 @@ def raise_alert(
         now_ms: the platform clock.
 
     Returns:
-        (alert, created, changed) where `changed` says a refresh changed what staff see,
-        or None when this trigger was already covered by an alert closed since
-        (a replay of an old device message after a restart).
+        (alert, created, changed) where `changed` says a refresh changed what staff see
+        (severity up, or a move of more than `MOVED_M`), or None when the trigger is
+        suppressed: the message that caused it (same device, `ts` and `seq`) already raised
+        an alert of this kind within `IDENTITY_WINDOW_MS`, or, for a condition found on a
+        clock tick, an alert of this elder and kind was raised after the condition began.
+        Each suppression is logged at WARNING.
     """
     trig = action.trigger
     with conn.transaction():
-        active = _lock_active(conn, action.elder_id, trig.kind)
-        if active is not None:
-            return _refresh(conn, active, action, locate, now_ms)
-        covered = conn.execute(
-            "SELECT 1 FROM alerts WHERE elder_id = %s AND kind = %s AND last_event_ts >= %s"
-            " LIMIT 1",
-            (action.elder_id, trig.kind.value, trig.event_ts),
-        ).fetchone()
+        covered = _raised_by_message(conn, action, now_ms)
+        if covered is None:
+            active = _lock_active(conn, action.elder_id, trig.kind)
+            if active is not None:
+                return _refresh(conn, active, action, locate, now_ms)
+            covered = _raised_for_condition(conn, action, now_ms)
         if covered is not None:
+            logger.warning(
+                "suppressed %s trigger of %s (ts=%d seq=%s): already raised as %s",
+                trig.kind.value,
+                trig.device_id,
+                trig.event_ts,
+                trig.event_seq,
+                covered,
+            )
             return None
         inserted = _insert(conn, action, route(action.lat, action.lon), now_ms)
         if inserted is None:
@@ -122,6 +145,38 @@ def raise_alert(
             return _refresh(conn, active, action, locate, now_ms)
         _transition_row(conn, inserted, None, trig.device_id, trig.reason)
         return inserted, True, True
+
+
+def _raised_by_message(conn: Conn, action: Raise, now_ms: int) -> str | None:
+    """The alert this trigger's message (device_id, ts, seq) already raised, if any."""
+    trig = action.trigger
+    if trig.event_seq is None:
+        return None
+    row = conn.execute(
+        "SELECT alert_id FROM alerts WHERE device_id = %s AND event_ts = %s AND event_seq = %s"
+        " AND kind = %s AND raised_ts >= %s LIMIT 1",
+        (
+            trig.device_id,
+            trig.event_ts,
+            trig.event_seq,
+            trig.kind.value,
+            now_ms - IDENTITY_WINDOW_MS,
+        ),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def _raised_for_condition(conn: Conn, action: Raise, now_ms: int) -> str | None:
+    """For a tick-found condition: an alert of this elder and kind raised after it began."""
+    trig = action.trigger
+    if trig.event_seq is not None or trig.kind not in _CONDITION_KINDS:
+        return None
+    row = conn.execute(
+        "SELECT alert_id FROM alerts WHERE elder_id = %s AND kind = %s AND raised_ts > %s"
+        " AND raised_ts >= %s ORDER BY raised_ts DESC LIMIT 1",
+        (action.elder_id, trig.kind.value, trig.event_ts, now_ms - IDENTITY_WINDOW_MS),
+    ).fetchone()
+    return str(row[0]) if row else None
 
 
 def _lock_active(conn: Conn, elder_id: str, kind: AlertKind) -> AlertRow | None:
@@ -141,9 +196,9 @@ def _insert(
     inserted = conn.execute(
         "INSERT INTO alerts (alert_id, kind, severity, status, elder_id, device_id, center_id,"
         " distance_m, in_coverage, over_capacity, lat, lon, event_ts, raised_ts, updated_ts,"
-        " reason, routed_ts, tried_centers, last_event_ts)"
+        " reason, routed_ts, tried_centers, last_event_ts, event_seq)"
         " VALUES (%s, %s, %s, 'open', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-        " %s, %s)"
+        " %s, %s, %s)"
         " ON CONFLICT (elder_id, kind) WHERE status IN ('open', 'acknowledged', 'escalated')"
         f" DO NOTHING RETURNING {COLUMNS}",
         (
@@ -165,6 +220,7 @@ def _insert(
             now_ms,
             [center_id],
             trig.event_ts,
+            trig.event_seq,
         ),
     ).fetchone()
     return row_to_alert(inserted) if inserted else None
@@ -176,12 +232,12 @@ def _refresh(
     trig = action.trigger
     up = severity_rank(trig.severity) > severity_rank(alert.severity)
     severity = trig.severity if up else alert.severity
-    moved = abs(action.lat - alert.lat) + abs(action.lon - alert.lon) > 2e-4  # ~20 m
+    moved = distance_m(alert.lat, alert.lon, action.lat, action.lon) > MOVED_M
     dist_m, in_cov = locate(alert.center_id, action.lat, action.lon)
     row = conn.execute(
         "UPDATE alerts SET severity = %s, lat = %s, lon = %s, distance_m = %s, in_coverage = %s,"
-        " reason = %s, updated_ts = %s, last_event_ts = greatest(last_event_ts, %s)"
-        f" WHERE alert_id = %s RETURNING {COLUMNS}",
+        " reason = %s, updated_ts = %s, last_event_ts = greatest(last_event_ts, %s),"
+        f" trigger_count = trigger_count + 1 WHERE alert_id = %s RETURNING {COLUMNS}",
         (
             severity.value,
             action.lat,
@@ -223,7 +279,9 @@ def transition(
 
     Raises:
         TransitionError: the alert does not exist or its status does not allow it.
+        ValueError: `actor` is blank: the history must say who.
     """
+    _check_actor(actor)
     allowed = [s.value for s in ALLOWED_FROM.get(target, ())]
     if target is AlertStatus.ESCALATED and center is not None:
         allowed = _ACTIVE
@@ -275,6 +333,11 @@ _TRANSITION_SQL = (
 )
 
 
+def _check_actor(actor: str) -> None:
+    if not actor or not actor.strip():
+        raise ValueError("a transition needs an actor: who did it")
+
+
 def remind(conn: Conn, alert_id: str, now_ms: int, note: str) -> AlertRow | None:
     """Record a reminder of an unanswered alert (status unchanged, history kept)."""
     with conn.transaction():
@@ -300,19 +363,40 @@ def close_active(
     now_ms: int,
     device_id: str | None = None,
 ) -> AlertRow | None:
-    """Close the active alert of (elder, kind), if any (and raised by `device_id` when given)."""
+    """Close the active alert of (elder, kind), if any (and raised by `device_id` when given).
+
+    A cancel (`target` cancelled, from the wearer's device) closes the alert only while it is
+    in `WEARER_CANCELLABLE`; on an alert a person has taken it is kept as a note in the
+    history (status unchanged) and None is returned.
+    """
     row = conn.execute(
-        "SELECT alert_id FROM alerts WHERE elder_id = %s AND kind = %s AND status = ANY(%s)"
-        " AND (%s::text IS NULL OR device_id = %s::text)",
+        "SELECT alert_id, status FROM alerts WHERE elder_id = %s AND kind = %s"
+        " AND status = ANY(%s) AND (%s::text IS NULL OR device_id = %s::text)",
         (elder_id, kind.value, _ACTIVE, device_id, device_id),
     ).fetchone()
     conn.commit()
     if row is None:
         return None
+    if target is AlertStatus.CANCELLED and AlertStatus(row[1]) not in WEARER_CANCELLABLE:
+        _note(conn, row[0], actor, f"{note}; the alert was already taken: kept active", now_ms)
+        return None
     try:
         return transition(conn, row[0], target, actor, note, now_ms)
     except TransitionError:
         return None
+
+
+def _note(conn: Conn, alert_id: str, actor: str, note: str, now_ms: int) -> None:
+    """Record a note in an active alert's history (a transition row, status unchanged)."""
+    _check_actor(actor)
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO alert_transitions (alert_id, at_ts, from_status, to_status, center_id,"
+            " actor, note) SELECT alert_id, %s, status, status, center_id, %s, %s FROM alerts"
+            " WHERE alert_id = %s",
+            (now_ms, actor, note, alert_id),
+        )
+    logger.info("alert %s: note from %s kept in its history", alert_id, actor)
 
 
 def get_alert(conn: Conn, alert_id: str) -> AlertRow | None:

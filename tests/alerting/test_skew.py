@@ -131,7 +131,7 @@ def _smoke(db_m: float) -> Build:
     )
 
 
-def _cane(samples: np.ndarray) -> Build:  # type: ignore[type-arg]
+def _cane(samples: np.ndarray) -> Build:
     accel = tuple(tuple(float(v) for v in s) for s in samples)
     return lambda ts, seq: CaneTelemetry(
         device_id=f"cane-{S}",

@@ -1,0 +1,194 @@
+"""Deduplication by message identity (device_id, ts, seq), never by "newer than"."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+
+from alerting import store
+from alerting.engine import Engine
+from alerting.lifecycle import AlertRow
+from alerting.model import Raise, Trigger
+from gateway import AlertKind, AlertStatus, DeviceType, Event, Severity, Status
+from tests.alerting.helpers import HOME, prepare_db, small_fleet
+
+T0 = 1_764_316_800_000
+DAY_MS = 86_400_000
+
+
+class _Never:
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.zeros((len(x), 2))
+
+
+@pytest.fixture
+def engine() -> Engine:
+    return Engine(small_fleet("id"), _Never(), T0)
+
+
+def _press(device_id: str, dtype: DeviceType, ts: int, seq: int, name: str = "press") -> Event:
+    return Event(device_id=device_id, type=dtype, seq=seq, ts=ts, event=name)
+
+
+def test_a_duplicate_is_dropped_for_its_device_only(engine: Engine) -> None:
+    assert engine.on_message(_press("btn-id", DeviceType.BUTTON, T0, 5), T0)
+    assert engine.on_message(_press("btn-id", DeviceType.BUTTON, T0, 5), T0 + 900) == []
+    # Same ts and seq from another device, or the same ts with another seq: new messages.
+    assert engine.on_message(_press("band-id", DeviceType.BAND, T0, 5, "sos"), T0 + 950)
+    assert engine.on_message(_press("btn-id", DeviceType.BUTTON, T0, 6), T0 + 990)
+    assert engine.stats.duplicates == 1
+
+
+def test_remembered_identities_are_bounded(engine: Engine) -> None:
+    for seq in range(3000):
+        engine.on_message(_press("btn-id", DeviceType.BUTTON, T0 + seq, seq, "cancel"), T0 + seq)
+    assert len(engine._recent["btn-id"]) <= 512
+    # An hour later even a recent identity is forgotten by the engine (the store keeps it).
+    later = T0 + 2 * 3_600_000
+    engine.on_message(_press("btn-id", DeviceType.BUTTON, later, 5000, "cancel"), later)
+    assert len(engine._recent["btn-id"]) == 1
+
+
+def test_a_status_without_ts_never_places_a_trigger_at_the_epoch(engine: Engine) -> None:
+    status = Status(device_id="band-id", type=DeviceType.BAND, online=True, battery_pct=9.0)
+    (r,) = engine.on_message(status, T0 + 1234)
+    assert isinstance(r, Raise) and r.trigger.kind is AlertKind.LOW_BATTERY
+    assert r.trigger.event_ts == T0 + 1234
+
+
+def test_a_retained_online_status_is_not_liveness(engine: Engine) -> None:
+    status = Status(
+        device_id="smoke-id", type=DeviceType.SMOKE, online=True, ts=T0, heartbeat_s=300
+    )
+    # The broker replays the dead detector's last retained status on a re-subscribe.
+    assert engine.on_message(status, T0 + 700_000, retained=True) == []
+    raised = {a.trigger.device_id for a in engine.tick(T0 + 750_000) if isinstance(a, Raise)}
+    assert "smoke-id" in raised
+    assert engine.stats.retained == 1
+
+
+def test_a_retained_will_does_not_raise_offline_again(engine: Engine) -> None:
+    live = Status(device_id="band-id", type=DeviceType.BAND, online=True, ts=T0, heartbeat_s=300)
+    engine.on_message(live, T0 + 1000)
+    will = Status(device_id="band-id", type=DeviceType.BAND, online=False)
+    assert engine.on_message(will, T0 + 2000, retained=True) == []
+    raised = [a for a in engine.tick(T0 + 200_000) if isinstance(a, Raise)]
+    assert "band-id" not in {a.trigger.device_id for a in raised}
+
+
+def test_message_triggers_carry_their_identity(engine: Engine) -> None:
+    (r,) = engine.on_message(_press("btn-id", DeviceType.BUTTON, 5_000, 77), T0)
+    assert isinstance(r, Raise) and (r.trigger.event_ts, r.trigger.event_seq) == (5_000, 77)
+
+
+# The store, on the real database.
+
+
+@pytest.fixture
+def conn(schema_url: str) -> Iterator[psycopg.Connection[Any]]:
+    prepare_db(schema_url, small_fleet("id"))
+    with psycopg.connect(schema_url) as c:
+        yield c
+
+
+def _route(lat: float, lon: float) -> tuple[str, float, bool, bool]:
+    return "cc-a-id", 100.0, True, False
+
+
+def _locate(center_id: str, lat: float, lon: float) -> tuple[float, bool]:
+    return 100.0, True
+
+
+def _sos(device_id: str, ts: int, seq: int | None, kind: AlertKind = AlertKind.SOS) -> Raise:
+    trig = Trigger(kind, Severity.CRITICAL, device_id, ts, "press", event_seq=seq)
+    return Raise("el-id", trig, *HOME)
+
+
+def _raise(
+    conn: psycopg.Connection[Any], action: Raise, now_ms: int
+) -> tuple[AlertRow, bool, bool] | None:
+    return store.raise_alert(conn, action, _route, _locate, now_ms)
+
+
+def _resolve(
+    conn: psycopg.Connection[Any], result: tuple[AlertRow, bool, bool] | None, now_ms: int
+) -> None:
+    assert result is not None
+    store.transition(conn, result[0].alert_id, AlertStatus.RESOLVED, "disp-1", "", now_ms)
+
+
+def test_an_older_alert_with_a_later_device_time_never_hides_a_new_one(
+    conn: psycopg.Connection[Any],
+) -> None:
+    # A cane whose clock runs 4 minutes fast raised (and staff closed) an SOS...
+    first = _raise(conn, _sos("cane-id", T0 + 240_000, 10), T0)
+    _resolve(conn, first, T0 + 30_000)
+    # ...a minute later the band's SOS must page.
+    second = _raise(conn, _sos("band-id", T0 + 60_000, 3), T0 + 60_000)
+    assert isinstance(second, tuple) and second[1] is True
+
+
+def test_a_button_reset_to_1970_raises_again(conn: psycopg.Connection[Any]) -> None:
+    first = _raise(conn, _sos("btn-id", T0, 41), T0)
+    _resolve(conn, first, T0 + 60_000)
+    again = _raise(conn, _sos("btn-id", 5_000, 42), T0 + 3_600_000)
+    assert isinstance(again, tuple) and again[1] is True and again[0].event_ts == 5_000
+
+
+def test_a_replayed_message_raises_nothing_but_only_for_its_own_device(
+    conn: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    first = _raise(conn, _sos("btn-id", T0, 7), T0)
+    _resolve(conn, first, T0 + 10_000)
+    with caplog.at_level("WARNING", logger="alerting.store"):
+        assert _raise(conn, _sos("btn-id", T0, 7), T0 + 600_000) is None
+    assert "suppressed sos trigger of btn-id" in caplog.text
+    other = _raise(conn, _sos("band-id", T0, 7), T0 + 600_000)
+    assert isinstance(other, tuple) and other[1] is True
+    # The same message raises again once its identity has left the bounded window.
+    _resolve(conn, other, T0 + 610_000)
+    late = _raise(conn, _sos("btn-id", T0, 7), T0 + 2 * DAY_MS)
+    assert isinstance(late, tuple) and late[1] is True
+
+
+def test_a_replayed_message_does_not_count_as_a_repeat_of_its_active_alert(
+    conn: psycopg.Connection[Any],
+) -> None:
+    _raise(conn, _sos("btn-id", T0, 7), T0)
+    assert _raise(conn, _sos("btn-id", T0, 7), T0 + 5_000) is None
+    (alert,) = store.active_alerts(conn)
+    assert alert.trigger_count == 1 and alert.event_seq == 7
+
+
+def test_a_tick_condition_is_raised_once_across_restarts(conn: psycopg.Connection[Any]) -> None:
+    silent_since = T0 - 800_000
+    off = _sos("band-id", silent_since, None, AlertKind.DEVICE_OFFLINE)
+    first = _raise(conn, off, T0)
+    _resolve(conn, first, T0 + 60_000)
+    # A restarted service finds the same silence (same start): already seen to.
+    assert _raise(conn, off, T0 + 120_000) is None
+    # The device came back and went silent again later: a new condition.
+    again = _raise(
+        conn, _sos("band-id", T0 + 200_000, None, AlertKind.DEVICE_OFFLINE), T0 + 1_000_000
+    )
+    assert isinstance(again, tuple) and again[1] is True
+
+
+def test_repeated_triggers_count_and_change_only_what_staff_see(
+    conn: psycopg.Connection[Any],
+) -> None:
+    created = _raise(conn, _sos("btn-id", T0, 1), T0)
+    assert isinstance(created, tuple) and created[1:] == (True, True)
+    counts = []
+    for k in range(2, 51):
+        result = _raise(conn, _sos("btn-id", T0 + k * 100, k), T0 + k * 100)
+        assert result is not None and result[1:] == (False, False)
+        counts.append(result[0].trigger_count)
+    assert counts == list(range(2, 51))
+    moved = Raise("el-id", _sos("btn-id", T0 + 6000, 60).trigger, HOME[0] + 0.001, HOME[1])
+    result = _raise(conn, moved, T0 + 6000)
+    assert isinstance(result, tuple) and result[2] is True  # ~110 m: staff see a new place

@@ -48,9 +48,10 @@ logger = logging.getLogger(__name__)
 # A cane window counts as movement when its magnitude varies more than sensor noise at rest.
 _CANE_MOVING_STD_G = 0.05
 # Message identities remembered per device, and for how long (platform time): covers QoS 1
-# redeliveries and a gateway replaying its buffer; the store covers replays after a restart.
-_RECENT_KEYS = 512
-_RECENT_MS = 60 * 60 * 1000
+# redeliveries on a resumed session (MQTT 5 §4.4) and a burst replayed twice by a gateway,
+# at a few kB per device; the store covers replays after a restart, for a day.
+_RECENT_KEYS = 256
+_RECENT_MS = 10 * 60 * 1000
 
 
 @dataclass(slots=True)

@@ -46,8 +46,8 @@ def test_a_duplicate_is_dropped_for_its_device_only(engine: Engine) -> None:
 def test_remembered_identities_are_bounded(engine: Engine) -> None:
     for seq in range(3000):
         engine.on_message(_press("btn-id", DeviceType.BUTTON, T0 + seq, seq, "cancel"), T0 + seq)
-    assert len(engine._recent["btn-id"]) <= 512
-    # An hour later even a recent identity is forgotten by the engine (the store keeps it).
+    assert len(engine._recent["btn-id"]) <= 256
+    # Later even a recent identity is forgotten by the engine (the store keeps it).
     later = T0 + 2 * 3_600_000
     engine.on_message(_press("btn-id", DeviceType.BUTTON, later, 5000, "cancel"), later)
     assert len(engine._recent["btn-id"]) == 1

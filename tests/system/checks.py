@@ -1,0 +1,235 @@
+"""What the district run is judged by: the simulator's ground truth, an independent MQTT
+witness and the tables, compared (pure, apart from the SQL reads)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import psycopg
+
+from firmware_sim.incidents import Incident
+
+# Alerts that must be raised exactly once per incident (the life-safety kinds).
+CHECKED_KINDS = ("sos", "fall", "smoke")
+# An incident's alert carries the device ts of the message that triggered it: the press itself
+# (SOS), the impact window (fall), or the reading that crossed the threshold, which for a slow
+# t² fire comes minutes of device time after its onset (firmware_sim.smoke: 1-4 min).
+MATCH_BEFORE_MS = 60_000
+MATCH_AFTER_MS = 15 * 60_000
+READING_TABLES = ("smoke_telemetry", "band_telemetry", "cane_telemetry", "device_events")
+
+Key = tuple[str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One message the witness received: arrival (wall clock, s), retain flag, topic, JSON."""
+
+    at_s: float
+    retained: bool
+    topic: str
+    payload: dict[str, object]
+
+
+@dataclass
+class IncidentCheck:
+    """One ground-truth incident and the alerts found for it."""
+
+    incident: Incident
+    db_alerts: set[str] = field(default_factory=set)
+    mqtt_alerts: set[str] = field(default_factory=set)
+    open_messages: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return len(self.db_alerts) == 1 and self.db_alerts == self.mqtt_alerts
+
+
+@dataclass
+class ReadingCheck:
+    """Readings the witness saw against rows in the tables."""
+
+    seen: dict[Key, float]  # first arrival at the witness, wall clock s
+    stored_rows: int
+    stored: set[Key]
+    duplicate_keys: int
+
+    @property
+    def missing(self) -> set[Key]:
+        return set(self.seen) - self.stored
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and self.duplicate_keys == 0
+
+
+@dataclass
+class WillCheck:
+    """Last Wills the broker published live against offline rows stored, per device."""
+
+    published: Counter[str]
+    stored: Counter[str]
+
+    @property
+    def doubled(self) -> dict[str, tuple[int, int]]:
+        return {d: (self.published[d], n) for d, n in self.stored.items() if n > self.published[d]}
+
+    @property
+    def missing(self) -> dict[str, tuple[int, int]]:
+        return {d: (n, self.stored[d]) for d, n in self.published.items() if self.stored[d] < n}
+
+
+def _device_of(topic: str) -> tuple[str, str]:
+    parts = topic.split("/")
+    return parts[-2], parts[-1]
+
+
+def seen_readings(messages: list[Seen]) -> dict[Key, float]:
+    """(device_id, ts, seq) of every telemetry and event message the witness received, with
+    its first arrival time."""
+    out: dict[Key, float] = {}
+    for m in messages:
+        if "/devices/" not in m.topic:
+            continue
+        device_id, channel = _device_of(m.topic)
+        if channel in ("telemetry", "events"):
+            ts, seq = m.payload.get("ts"), m.payload.get("seq")
+            if isinstance(ts, int) and isinstance(seq, int):
+                out.setdefault((device_id, ts, seq), m.at_s)
+    return out
+
+
+def stored_readings(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[set[Key], int]:
+    """Distinct (device_id, ts, seq) in the reading tables, and the number of rows."""
+    keys: set[Key] = set()
+    rows = 0
+    for table in READING_TABLES:
+        cur = conn.execute(
+            f"SELECT device_id, round(extract(epoch FROM time) * 1000)::bigint, seq FROM {table}"
+        )
+        for device_id, ts, seq in cur.fetchall():
+            keys.add((str(device_id), int(ts), int(seq)))  # type: ignore[call-overload]
+            rows += 1
+    return keys, rows
+
+
+def check_readings(conn: psycopg.Connection[tuple[object, ...]], seen: list[Seen]) -> ReadingCheck:
+    stored, rows = stored_readings(conn)
+    return ReadingCheck(seen_readings(seen), rows, stored, rows - len(stored))
+
+
+def check_wills(conn: psycopg.Connection[tuple[object, ...]], seen: list[Seen]) -> WillCheck:
+    """A Will published live reaches subscribers with the retain flag clear (MQTT 3.3.1.3);
+    the retained copies replayed on every subscribe carry it set and are not new Wills."""
+    published: Counter[str] = Counter()
+    for m in seen:
+        p = m.payload
+        if m.topic.endswith("/status") and not m.retained and p.get("online") is False:
+            published[_device_of(m.topic)[0]] += 1
+    rows = conn.execute(
+        "SELECT device_id, count(*) FROM device_status WHERE NOT online GROUP BY device_id"
+    ).fetchall()
+    stored = Counter({str(d): int(n) for d, n in rows})  # type: ignore[call-overload]
+    return WillCheck(published, stored)
+
+
+def _matches(incident: Incident, kind: object, elder_id: object, event_ts: object) -> bool:
+    if kind != incident.kind or elder_id != incident.elder_id or not isinstance(event_ts, int):
+        return False
+    return incident.start_ts - MATCH_BEFORE_MS <= event_ts <= incident.start_ts + MATCH_AFTER_MS
+
+
+def check_alerts(
+    conn: psycopg.Connection[tuple[object, ...]],
+    truth: list[Incident],
+    seen: list[Seen],
+    ignore_elder: str = "",
+) -> tuple[list[IncidentCheck], list[str]]:
+    """Per real SOS, fall and smoke incident, the alert ids in the table and on the centre
+    topics; and the ids of alerts of those kinds that match no incident (false alarms),
+    leaving out `ignore_elder` (the probe that showed the services live)."""
+    checks = [IncidentCheck(i) for i in truth if i.real and i.kind in CHECKED_KINDS]
+    rows = conn.execute(
+        "SELECT alert_id, kind, elder_id, event_ts FROM alerts"
+        " WHERE kind = ANY(%s) AND elder_id <> %s",
+        (list(CHECKED_KINDS), ignore_elder),
+    ).fetchall()
+    matched: set[str] = set()
+    for alert_id, kind, elder_id, event_ts in rows:
+        for c in checks:
+            if _matches(c.incident, kind, elder_id, event_ts):
+                c.db_alerts.add(str(alert_id))
+                matched.add(str(alert_id))
+    opens: dict[str, int] = defaultdict(int)
+    for m in seen:
+        p = m.payload
+        if "/alerts/" not in m.topic or p.get("elder_id") == ignore_elder:
+            continue
+        for c in checks:
+            if _matches(c.incident, p.get("kind"), p.get("elder_id"), p.get("event_ts")):
+                c.mqtt_alerts.add(str(p.get("alert_id")))
+                matched.add(str(p.get("alert_id")))
+                if p.get("status") == "open":
+                    opens[str(p.get("alert_id"))] += 1
+    for c in checks:
+        c.open_messages = sum(opens[a] for a in c.mqtt_alerts)
+    unmatched = sorted({str(r[0]) for r in rows} - matched)
+    return checks, unmatched
+
+
+def _phase(at_s: float, faults: list[tuple[float, str]]) -> str:
+    """The last fault injected before `at_s` (wall clock), or "before the faults"."""
+    before = [f"after {name} (t+{t - faults[0][0]:.0f}s)" for t, name in faults[1:] if t <= at_s]
+    return before[-1] if before else "before the faults"
+
+
+def summary_table(
+    faults: list[tuple[float, str]],
+    incidents: list[IncidentCheck],
+    unmatched: list[str],
+    readings: ReadingCheck,
+    wills: WillCheck,
+    alive: dict[str, bool],
+) -> str:
+    """The run's outcome as a plain-text table; `faults[0]` is the simulator's start."""
+    t0 = faults[0][0]
+    lines = ["faults injected (real time after the simulator started):"]
+    lines += [f"  t+{t - t0:6.1f}s  {name}" for t, name in faults[1:]]
+    lines += [
+        "",
+        f"{'incident':<22} {'kind':<6} {'elder':<10} {'db':>3} {'mqtt':>4} {'opens':>5}  ok",
+    ]
+    for c in incidents:
+        i = c.incident
+        lines.append(
+            f"{i.incident_id:<22} {i.kind:<6} {i.elder_id:<10} {len(c.db_alerts):>3}"
+            f" {len(c.mqtt_alerts):>4} {c.open_messages:>5}  {'yes' if c.ok else 'NO'}"
+        )
+    by_kind = Counter(c.incident.kind for c in incidents)
+    ok_kind = Counter(c.incident.kind for c in incidents if c.ok)
+    lines += ["", "check                                          result"]
+    for kind in CHECKED_KINDS:
+        lines.append(
+            f"  {kind:<5} incidents alerted exactly once       {ok_kind[kind]}/{by_kind[kind]}"
+        )
+    lines.append(f"  alerts of these kinds matching no incident   {len(unmatched)} {unmatched[:5]}")
+    lines.append(
+        f"  readings seen by the witness / stored        {len(readings.seen)} /"
+        f" {len(readings.stored)} distinct ({readings.stored_rows} rows)"
+    )
+    lines.append(f"  readings seen but never stored               {len(readings.missing)}")
+    when = Counter(_phase(readings.seen[k], faults) for k in readings.missing)
+    lines += [f"      {n:>5} first seen {phase}" for phase, n in sorted(when.items())]
+    lines.append(f"  rows duplicating a (device, ts, seq)         {readings.duplicate_keys}")
+    lines.append(
+        f"  Wills published live / stored                {sum(wills.published.values())} /"
+        f" {sum(wills.stored.values())}"
+    )
+    lines.append(
+        f"  devices with a Will stored twice             {len(wills.doubled)} {wills.doubled}"
+    )
+    missing = dict(list(wills.missing.items())[:5])
+    lines.append(f"  devices with a published Will not stored     {len(wills.missing)} {missing}")
+    lines.append(f"  services alive at the end                    {alive}")
+    return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -20,8 +21,12 @@ MIN_PASSWORD_LEN = 8  # NIST SP 800-63B §5.1.1.2: at least 8 characters for a m
 # argon2-cffi's defaults are RFC 9106's second recommended profile for Argon2id
 # (t=3, m=64 MiB, p=4).
 _HASHER = PasswordHasher()
-# Verified against for unknown usernames, so the answer takes as long as for a known one.
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Verified against for unknown usernames, so the answer takes as long as for a known one.
+    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 class Role(StrEnum):
@@ -108,7 +113,7 @@ def hash_password(password: str) -> str:
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """Whether `password` matches `stored_hash` (None: an unknown user, verified at equal cost)."""
     try:
-        return _HASHER.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _HASHER.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

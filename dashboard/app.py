@@ -12,6 +12,7 @@ import psycopg
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
+from dashboard.feed import FeedHub
 from dashboard.metrics import install_metrics
 from dashboard.publisher import AlertPublisher
 from dashboard.routes import ROUTERS
@@ -77,11 +78,24 @@ def create_app(
         publisher = AlertPublisher(cfg.mqtt_url, cfg.topic_prefix) if cfg.mqtt_publish else None
         if publisher is not None:
             publisher.start()
+        hub = FeedHub(
+            pool,
+            lambda: psycopg.AsyncConnection.connect(
+                cfg.database_url, **pool_kwargs(cfg.database_url, 0)
+            ),
+            queue_max=cfg.feed_queue_max,
+            page=cfg.feed_page,
+            poll_s=cfg.feed_poll_s,
+            close_wait_s=cfg.feed_close_wait_s,
+        )
+        await hub.start()
         app.state.pool = pool
         app.state.publisher = publisher
+        app.state.hub = hub
         try:
             yield
         finally:
+            await hub.stop()
             if publisher is not None:
                 publisher.stop()
             pool.close()

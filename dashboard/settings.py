@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.mqtt import DEFAULT_MQTT_URL
@@ -48,3 +48,13 @@ class DashboardSettings(BaseSettings):
     # The fan-out re-reads the database this often even without a notification, so a
     # notification lost while the listening connection reconnects delays events, never drops.
     feed_poll_s: float = Field(2.0, gt=0)
+    # How long a dropped client gets to take its 1013 close frame before the connection is
+    # left to the server's keepalive (a client that reads nothing never takes it).
+    feed_close_wait_s: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _queue_holds_a_page(self) -> DashboardSettings:
+        # The fan-out hands a whole page to every queue before a sender runs again.
+        if self.feed_queue_max < 2 * self.feed_page:
+            raise ValueError("feed_queue_max must be at least twice feed_page")
+        return self

@@ -11,12 +11,20 @@ from typing import Any
 
 import alerting.cli
 import alerting.dispatch_cli
+import dashboard.cli
 import eldercare.up
 import firmware_sim.cli
 import ingest.cli
 
 Handler = Callable[[argparse.Namespace], int]
-_PROVIDERS = (firmware_sim.cli, ingest.cli, alerting.cli, alerting.dispatch_cli, eldercare.up)
+_PROVIDERS = (
+    firmware_sim.cli,
+    ingest.cli,
+    alerting.cli,
+    alerting.dispatch_cli,
+    dashboard.cli,
+    eldercare.up,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

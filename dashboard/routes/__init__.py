@@ -10,11 +10,12 @@ from dashboard.routes.auth import router as auth_router
 from dashboard.routes.centers import router as centers_router
 from dashboard.routes.devices import router as devices_router
 from dashboard.routes.elders import router as elders_router
+from dashboard.routes.feed import router as feed_router
 from dashboard.routes.health import router as health_router
 from dashboard.routes.kpi import router as kpi_router
 from dashboard.routes.map import router as map_router
 
-ROUTERS: list[APIRouter] = [auth_router, alerts_router]
+ROUTERS: list[APIRouter] = [auth_router, alerts_router, feed_router]
 ROUTERS += [
     elders_router,
     devices_router,

@@ -31,6 +31,8 @@ from ingest.registry import import_fleet
 PASSWORD = "correct horse battery"
 # https, so the Secure session cookie is sent back as a browser would.
 BASE_URL = "https://testserver"
+# The test client joins websocket paths to ws://, where a Secure cookie is not sent.
+WS_BASE = "wss://testserver"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 
 from alerting.kpi import ANSWER_TARGETS
-from dashboard.deps import Conn, CurrentUser, NowMs
+from dashboard.accounts import Role
+from dashboard.deps import Conn, NowMs, require_roles
 from dashboard.queries import kpi as kpi_q
 from dashboard.routes.elders import AUTH
 
@@ -59,10 +60,17 @@ class KpiPanel(BaseModel):
     centers: list[KpiOut]
 
 
-@router.get("/kpi", responses={**AUTH, 422: {"description": "since_ts after until_ts"}})
+@router.get(
+    "/kpi",
+    dependencies=[Depends(require_roles(Role.ADMIN, Role.DISPATCHER))],
+    responses={
+        **AUTH,
+        403: {"description": "Family accounts see no centre figures"},
+        422: {"description": "since_ts after until_ts"},
+    },
+)
 def kpi(
     conn: Conn,
-    user: CurrentUser,
     now: NowMs,
     since_ts: Annotated[int | None, Query(ge=0, le=2**53)] = None,
     until_ts: Annotated[int | None, Query(ge=0, le=2**53)] = None,

@@ -7,6 +7,7 @@ import inspect
 import logging
 import queue
 import random
+import signal
 import sqlite3
 import threading
 import time
@@ -19,12 +20,14 @@ import psycopg
 from alerting.dispatch import Dispatcher
 from alerting.engine import Engine
 from alerting.fall_model import load_fall_model
+from alerting.leader import Leadership
 from alerting.lifecycle import AlertRow
 from alerting.metrics import AlertingMetrics, LiveState
 from alerting.model import Action
 from alerting.mqtt import AlertingMqtt, Inbound, Inbox
 from alerting.outbox import Outbox, default_outbox_path, store_dead_letter
 from alerting.settings import AlertingSettings
+from alerting.warmup import load_and_warm_up
 from alerting.writer import AlertWriter
 from gateway.codec import decode
 from gateway.contract import AlertStatus
@@ -40,6 +43,10 @@ Clock = Callable[[], int]
 # Cane windows are bulky: catch the fall detector up on the last minute only.
 _CANE_CATCHUP_MS = 60_000
 _FLEET_RELOAD_S = 10.0
+_START_BACKOFF_MAX_S = 30.0
+# Ingest commits a batch within its batch wait (100 ms by default): five times that.
+_INGEST_LAG_S = 0.5
+_RECENT_AGAIN_MS = 10_000
 
 
 def wall_clock_ms() -> int:
@@ -57,7 +64,6 @@ class ServiceStats:
     caught_up: int = 0
     retained: int = 0  # retained replays received (handed to the engine flagged as such)
     dead_lettered: int = 0
-
 
 
 class AlertingService:
@@ -86,29 +92,84 @@ class AlertingService:
         self._engine_knows_retained: bool | None = None
         self.engine: Engine | None = None
         self.writer: AlertWriter | None = None
+        self.leader: Leadership | None = None
+        self._halt = threading.Event()  # set when this process must stop acting
 
     def run(self, stop: threading.Event) -> None:
-        """Connect, reload state, catch up, then handle messages and ticks until `stop`."""
+        """Stand by until this process holds the alerting lock, then act until `stop`.
+
+        With `standby` off the process acts at once. A process that loses the lock to another
+        halts its loop, leaves the broker and stands by again (alerting.leader).
+        """
         s = self.settings
-        with psycopg.connect(s.database_url, autocommit=True) as mig:
-            apply_migrations(mig)
-        conn = psycopg.connect(s.database_url)
-        mqtt = AlertingMqtt(
-            s.mqtt_url,
-            s.client_id,
-            group=s.share_group,
-            prefix=s.topic_prefix,
-            session_expiry_s=s.session_expiry_s,
-            inbox=self.inbox,
-        )
+        if not s.standby:
+            self._run_active(stop)
+            return
+        while not stop.is_set():
+            self.leader = Leadership(
+                s.database_url, s.topic_prefix, s.standby_poll_s, s.standby_lock_key
+            )
+            if not self.leader.acquire(stop):
+                return
+            halt = threading.Event()
+            self.leader.keep(stop, halt)
+            try:
+                self._run_active(halt)
+            finally:
+                self.leader.release()
+                self.ready.clear()
+            if not stop.is_set():
+                logger.warning("no longer the active alerting process: standing by")
+
+    def _run_active(self, halt: threading.Event) -> None:
+        """Start (retrying while the database or broker is away), then loop until `halt`."""
+        started = self._start_retrying(halt)
+        if started is None:
+            return
+        conn, mqtt = started
         try:
-            self._start(conn, mqtt)
-            self._loop(stop, mqtt)
+            self._loop(halt, mqtt)
         finally:
             mqtt.stop()
             if self.writer is not None:
                 conn = self.writer.conn
-            conn.close()
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+    def _start_retrying(
+        self, halt: threading.Event
+    ) -> tuple[psycopg.Connection[Any], AlertingMqtt] | None:
+        """Run `_start` until it succeeds, with jittered backoff and a WARNING per failure."""
+        s = self.settings
+        self._halt = halt
+        delay_s = 0.5
+        while not halt.is_set():
+            conn: psycopg.Connection[Any] | None = None
+            self.inbox = Inbox(s.inbox_size)
+            mqtt = AlertingMqtt(
+                s.mqtt_url,
+                s.client_id,
+                # Active/standby consumes the whole stream: a plain persistent subscription.
+                group="" if s.standby else s.share_group,
+                prefix=s.topic_prefix,
+                session_expiry_s=s.session_expiry_s,
+                inbox=self.inbox,
+            )
+            try:
+                with pg.connect(s.database_url, autocommit=True) as mig:
+                    apply_migrations(mig)
+                conn = pg.connect(s.database_url)
+                self._start(conn, mqtt)
+                return conn, mqtt
+            except (psycopg.OperationalError, OSError, TimeoutError) as exc:
+                mqtt.stop()
+                if conn is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.close()
+                logger.warning("alerting start-up failed (%s); retrying in %.1f s", exc, delay_s)
+                halt.wait(delay_s * random.uniform(0.8, 1.2))
+                delay_s = min(delay_s * 2, _START_BACKOFF_MAX_S)
+        return None
 
     def _start(self, conn: psycopg.Connection[Any], mqtt: AlertingMqtt) -> None:
         s = self.settings
@@ -130,14 +191,33 @@ class AlertingService:
         self._attach_outbox(conn, writer)
         self._reload_centers(conn, writer)
         writer.refresh_active()
+        catchup_since = now - self._catchup_window_ms()
+        load_and_warm_up(
+            conn,
+            engine,
+            now,
+            catchup_since,
+            anomaly_h=s.warmup_anomaly_h,
+            anomaly_samples=s.warmup_anomaly_samples,
+        )
         engine.restore((a.kind, a.elder_id, a.device_id) for a in writer.active.values())
         self._baselines(conn, engine, now)
         for device_id, seen_ms in readback.last_seen(conn).items():
             device = engine.device(device_id)
             if device is not None:
                 engine.health.watch(device_id, device.type, device.heartbeat_s, seen_ms)
-        mqtt.start()
-        self._catch_up(conn, engine, writer, now)
+        mqtt.start(stop=self._halt)
+        subscribed = time.monotonic()
+        read_ms = self.clock()
+        caught_up = self._catch_up(conn, engine, writer, catchup_since, now)
+        # Readings ingest received just before the subscription may be committed just after
+        # the first read: read again once its batch wait has surely passed (the engine drops
+        # what it has seen by message identity).
+        time.sleep(max(0.0, _INGEST_LAG_S - (time.monotonic() - subscribed)))
+        caught_up += self._catch_up(conn, engine, writer, read_ms - _RECENT_AGAIN_MS, now)
+        self.stats.caught_up = caught_up
+        if caught_up:
+            logger.info("caught up on %d stored messages", caught_up)
         self.ready.set()
         logger.info(
             "alerting ready: %d devices, %d active alerts", len(fleet.devices), len(writer.active)
@@ -148,18 +228,27 @@ class AlertingService:
         for elder_id, hours in readback.hourly_baselines(conn, since).items():
             engine.inactivity.set_baseline(elder_id, hours)
 
+    def _catchup_window_ms(self) -> int:
+        """Catch-up spans the broker session's expiry: what a resumed session could hold."""
+        s = self.settings
+        return int(max(s.catchup_s, s.session_expiry_s) * 1000)
+
     def _catch_up(
-        self, conn: psycopg.Connection[Any], engine: Engine, writer: AlertWriter, now: int
-    ) -> None:
+        self,
+        conn: psycopg.Connection[Any],
+        engine: Engine,
+        writer: AlertWriter,
+        since_ms: int,
+        now: int,
+    ) -> int:
+        """Replay the messages ingest stored since `since_ms`; returns how many."""
         types = engine.device_types()
-        since = now - int(self.settings.catchup_s * 1000)
-        stored = readback.recent_messages(conn, types, since, now - _CANE_CATCHUP_MS)
+        cane_since = max(since_ms, now - _CANE_CATCHUP_MS)
+        stored = readback.recent_messages(conn, types, since_ms, cane_since)
         for recv_ms, message in stored:
             for action in engine.on_message(message, recv_ms):
                 writer.apply(action, self.clock())
-        self.stats.caught_up = len(stored)
-        if stored:
-            logger.info("caught up on %d stored messages", len(stored))
+        return len(stored)
 
     def _reload_centers(self, conn: psycopg.Connection[Any], writer: AlertWriter) -> None:
         rows = load_centers_on_duty(conn)
@@ -395,9 +484,15 @@ class AlertingService:
 
 
 def run_forever(settings: AlertingSettings) -> None:
-    """Run until interrupted (the `eldercare alerting` command)."""
+    """Run until interrupted or terminated (the `eldercare alerting` command).
+
+    SIGTERM stops cleanly: the loop ends, the broker session is left for the next active
+    process and closing the lock session hands the lock to the standby at once.
+    """
     stop = threading.Event()
     service = AlertingService(settings)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
         service.run(stop)
     except KeyboardInterrupt:

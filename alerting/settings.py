@@ -47,6 +47,17 @@ class AlertingSettings(BaseSettings):
     # /metrics, /healthz and /readyz; None: not served.
     metrics_port: int | None = None
 
+    # Active/standby (alerting.leader): only the holder of a PostgreSQL advisory lock acts.
+    # false: every process acts (only with a per-device partitioned broker, see leader.py).
+    standby: bool = True
+    # None: a key derived from the schema and the topic prefix (one lock per deployment).
+    standby_lock_key: int | None = None
+    # How often the standby tries the lock and the active probes it: failover in ~1 poll.
+    standby_poll_s: float = 1.0
+    # Start-up warm-up of learned state (alerting.warmup): heart-rate history per band.
+    warmup_anomaly_h: float = 24.0
+    warmup_anomaly_samples: int = 1000
+
     def deadlines_s(self) -> dict[Severity, float]:
         """Escalation deadline per severity, in seconds."""
         return {

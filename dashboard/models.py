@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -115,15 +115,6 @@ class StepEntry(BaseModel):
     result: str
     at_ts: int
     actor: str
-
-
-class AlertDetail(BaseModel):
-    """An alert with its history, the elder's card and the procedure steps taken."""
-
-    alert: Alert
-    history: list[HistoryEntry]
-    elder: dict[str, Any] | None
-    steps: list[StepEntry]
 
 
 class AlertOut(BaseModel):

@@ -187,18 +187,6 @@ def steps(conn: Conn, alert_id: str) -> list[StepEntry]:
     return [StepEntry(id=r[0], step=r[1], result=r[2], at_ts=r[3], actor=r[4]) for r in rows]
 
 
-def elder_card(conn: Conn, elder_id: str) -> dict[str, Any] | None:
-    """The registry's basic card of an elder (name, home, safe radius)."""
-    row = conn.execute(
-        "SELECT id, name, home_lat, home_lon, safe_radius_m FROM elders WHERE id = %s",
-        (elder_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    keys = ("id", "name", "home_lat", "home_lon", "safe_radius_m")
-    return dict(zip(keys, row, strict=True))
-
-
 @dataclass(frozen=True, slots=True)
 class Locked:
     """What an action needs of an alert, read under its row lock."""

@@ -6,22 +6,26 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel
 
 from dashboard import actions
 from dashboard.accounts import User
 from dashboard.deps import ActingUser, Conn, CurrentUser, NowMs, client_ip
 from dashboard.models import (
-    AlertDetail,
+    Alert,
     AlertOut,
     AlertPage,
     AlertQueue,
     Created,
+    HistoryEntry,
     NoteIn,
     ResolveIn,
+    StepEntry,
     StepIn,
 )
 from dashboard.publisher import AlertPublisher
 from dashboard.queries import alerts as alerts_q
+from dashboard.routes.elders import ElderCard, elder_card
 from gateway.contract import AlertKind, AlertStatus, Severity
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
@@ -38,6 +42,15 @@ _ACT: dict[int | str, dict[str, Any]] = {
 PAGE_MAX = 500
 
 
+class AlertDetail(BaseModel):
+    """An alert with its history, the elder's card and the procedure steps taken."""
+
+    alert: Alert
+    history: list[HistoryEntry]
+    elder: ElderCard | None
+    steps: list[StepEntry]
+
+
 def _csv(value: str | None, enum: type[StrEnum], name: str) -> tuple[str, ...]:
     if not value:
         return ()
@@ -52,7 +65,7 @@ def _ids(value: str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
 
 
-def _visible(conn: Conn, user: User, alert_id: str) -> Any:
+def _visible(conn: Conn, user: User, alert_id: str) -> Alert:
     alert = alerts_q.get_alert(conn, alert_id)
     if alert is None or not user.sees_elder(alert.elder_id):
         raise HTTPException(404, "no such alert")
@@ -107,7 +120,7 @@ def alert_detail(alert_id: str, conn: Conn, user: CurrentUser) -> AlertDetail:
     return AlertDetail(
         alert=alert,
         history=alerts_q.history(conn, alert_id),
-        elder=alerts_q.elder_card(conn, alert.elder_id),
+        elder=elder_card(conn, user, alert.elder_id),
         steps=alerts_q.steps(conn, alert_id),
     )
 

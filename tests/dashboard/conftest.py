@@ -77,6 +77,7 @@ def _fleet_json(suffix: str) -> dict[str, Any]:
                 "home_lat": 39.93 + i * 0.001,
                 "home_lon": 116.37,
                 "safe_radius_m": 300,
+                "access_code": f"40{i}1",
             }
             for i, e in enumerate(elders)
         ],

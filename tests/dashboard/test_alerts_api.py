@@ -89,6 +89,7 @@ def test_take_and_resolve_are_recorded_with_the_user_and_published(
     assert [h["to_status"] for h in detail["history"]] == ["open", "acknowledged", "resolved"]
     assert [h["actor"] for h in detail["history"][1:]] == [name, name]
     assert detail["elder"]["id"] == dash_fleet.elders[0]
+    assert detail["elder"]["name"] == "Elder 0"
     with psycopg.connect(schema_url) as conn:
         uid = conn.execute("SELECT id FROM users WHERE username = %s", (name,)).fetchone()
         tr = conn.execute(
@@ -395,3 +396,17 @@ def test_logout_while_holding_alerts_forces_a_handover(
     assert detail["history"][-1]["note"] == f"handed over to {_me(colleague)}"
     body = {"outcome": "visit", "note": ""}
     assert colleague.post(f"/api/v1/alerts/{alert.alert_id}/resolve", json=body).status_code == 200
+
+
+def test_access_code_only_for_the_holder_of_a_taken_alert(
+    client_as: ClientAs, raise_alert: RaiseAlert, dash_fleet: DashFleet
+) -> None:
+    holder, colleague = client_as("dispatcher"), client_as("dispatcher")
+    fam = client_as("family")
+    alert = raise_alert(dash_fleet.elders[0])
+    url = f"/api/v1/alerts/{alert.alert_id}"
+    assert holder.get(url).json()["elder"]["access_code"] is None
+    assert holder.post(f"{url}/ack").status_code == 200
+    assert holder.get(url).json()["elder"]["access_code"] == "4001"
+    assert colleague.get(url).json()["elder"]["access_code"] is None
+    assert fam.get(url).json()["elder"]["access_code"] is None

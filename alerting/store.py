@@ -264,6 +264,7 @@ def transition(
     *,
     center: tuple[str, float, bool, bool] | None = None,
     escalate: bool = False,
+    only_from: Sequence[AlertStatus] | None = None,
 ) -> AlertRow:
     """Move one alert to `target` with a conditional UPDATE, storing the transition.
 
@@ -276,6 +277,7 @@ def transition(
         now_ms: the platform clock.
         center: a new (center_id, distance_m, in_coverage, over_capacity) when re-routed.
         escalate: count an escalation.
+        only_from: narrow the statuses the transition may start from (checked atomically).
 
     Raises:
         TransitionError: the alert does not exist or its status does not allow it.
@@ -285,6 +287,8 @@ def transition(
     allowed = [s.value for s in ALLOWED_FROM.get(target, ())]
     if target is AlertStatus.ESCALATED and center is not None:
         allowed = _ACTIVE
+    if only_from is not None:
+        allowed = [s for s in allowed if s in {f.value for f in only_from}]
     cid, dist, cov, over = center if center else (None, None, None, None)
     params = {
         "id": alert_id,
@@ -377,12 +381,14 @@ def close_active(
     conn.commit()
     if row is None:
         return None
-    if target is AlertStatus.CANCELLED and AlertStatus(row[1]) not in WEARER_CANCELLABLE:
-        _note(conn, row[0], actor, f"{note}; the alert was already taken: kept active", now_ms)
-        return None
+    cancel = target is AlertStatus.CANCELLED
     try:
-        return transition(conn, row[0], target, actor, note, now_ms)
+        only = WEARER_CANCELLABLE if cancel else None
+        return transition(conn, row[0], target, actor, note, now_ms, only_from=only)
     except TransitionError:
+        # Taken by a person meanwhile (or closed): the cancel is only information now.
+        if cancel:
+            _note(conn, row[0], actor, f"{note}; the alert was already taken: kept active", now_ms)
         return None
 
 
@@ -393,8 +399,8 @@ def _note(conn: Conn, alert_id: str, actor: str, note: str, now_ms: int) -> None
         conn.execute(
             "INSERT INTO alert_transitions (alert_id, at_ts, from_status, to_status, center_id,"
             " actor, note) SELECT alert_id, %s, status, status, center_id, %s, %s FROM alerts"
-            " WHERE alert_id = %s",
-            (now_ms, actor, note, alert_id),
+            " WHERE alert_id = %s AND status = ANY(%s)",
+            (now_ms, actor, note, alert_id, _ACTIVE),
         )
     logger.info("alert %s: note from %s kept in its history", alert_id, actor)
 

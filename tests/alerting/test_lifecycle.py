@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from alerting import store
-from alerting.lifecycle import AlertRow
+from alerting.lifecycle import WEARER_CANCELLABLE, AlertRow, TransitionError
 from alerting.model import Raise, Trigger
 from eldercare.cli import main
 from gateway import AlertKind, AlertStatus, Severity
@@ -104,3 +104,20 @@ def test_the_cli_refuses_a_blank_name(
     assert "--by" in capsys.readouterr().err
     assert _status(conn, alert.alert_id) is AlertStatus.OPEN
     assert [h[4] for h in store.history(conn, alert.alert_id)] == ["btn-lc"]
+
+
+def test_a_cancel_racing_an_acknowledgement_never_closes_the_taken_alert(conn: Conn) -> None:
+    alert = _sos(conn)
+    # The dispatcher takes the call after the cancel looked the alert up as open.
+    store.transition(conn, alert.alert_id, AlertStatus.ACKNOWLEDGED, "disp-1", "", T0)
+    with pytest.raises(TransitionError):
+        store.transition(
+            conn,
+            alert.alert_id,
+            AlertStatus.CANCELLED,
+            "btn-lc",
+            "",
+            T0 + 1,
+            only_from=WEARER_CANCELLABLE,
+        )
+    assert _status(conn, alert.alert_id) is AlertStatus.ACKNOWLEDGED

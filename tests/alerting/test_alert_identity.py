@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,15 @@ from alerting.engine import Engine
 from alerting.lifecycle import AlertRow
 from alerting.model import Raise, Trigger
 from gateway import AlertKind, AlertStatus, DeviceType, Event, Severity, Status
-from tests.alerting.helpers import HOME, prepare_db, small_fleet
+from tests.alerting.helpers import (
+    HOME,
+    AlertListener,
+    DevicePublisher,
+    prepare_db,
+    running,
+    settings_for,
+    small_fleet,
+)
 
 T0 = 1_764_316_800_000
 DAY_MS = 86_400_000
@@ -192,3 +201,32 @@ def test_repeated_triggers_count_and_change_only_what_staff_see(
     moved = Raise("el-id", _sos("btn-id", T0 + 6000, 60).trigger, HOME[0] + 0.001, HOME[1])
     result = _raise(conn, moved, T0 + 6000)
     assert isinstance(result, tuple) and result[2] is True  # ~110 m: staff see a new place
+
+
+def test_through_the_service_a_fast_cane_never_hides_the_band_sos(
+    mqtt_url: str, schema_url: str, topic_prefix: str, device_suffix: str
+) -> None:
+    fleet = small_fleet(device_suffix)
+    prepare_db(schema_url, fleet)
+    listener = AlertListener(mqtt_url, topic_prefix)
+    devices = DevicePublisher(mqtt_url, topic_prefix)
+    now = int(time.time() * 1000)
+    try:
+        with running(settings_for(mqtt_url, schema_url, topic_prefix)):
+            # The cane's clock runs 4 minutes fast (inside the contract's 5-minute window).
+            cane = f"cane-{device_suffix}"
+            devices.send(_press(cane, DeviceType.CANE, now + 240_000, 1, "sos"))
+            _, first, _ = listener.wait_for(lambda t, m: m.kind is AlertKind.SOS)
+            with psycopg.connect(schema_url) as c:
+                store.transition(
+                    c, first.alert_id, AlertStatus.RESOLVED, "disp-1", "false alarm", now + 1
+                )
+            band = f"band-{device_suffix}"
+            devices.send(_press(band, DeviceType.BAND, now + 1_000, 1, "sos"))
+            _, second, _ = listener.wait_for(
+                lambda t, m: m.kind is AlertKind.SOS and m.alert_id != first.alert_id
+            )
+        assert second.device_id == band and second.status is AlertStatus.OPEN
+    finally:
+        devices.close()
+        listener.close()

@@ -8,13 +8,14 @@ WAL at every commit). When the database returns, `reconcile` stores what was rec
 PostgreSQL idempotently and then forgets it; the service also calls it at start, so a run
 killed during an outage is reconciled by the next one.
 
-Idempotence: alert ids are stable and every recorded transition has a key
-(`{alert_id}/{sequence}`) stored in `alert_transitions.outbox_key` (migration 025), so
-replaying the same outbox twice stores each alert and each transition once. A new alert whose
-(elder, kind) got an active alert from another process meanwhile is merged into that one
-(the unique index `alerts_one_active` allows one active alert per elder and kind): the other
-alert takes the higher severity and the newer trigger time, ours is stored cancelled with
-"merged into <id>", so the id that was published still resolves to a history.
+Idempotence: alert ids are stable and every recorded transition has a random key
+(`{alert_id}/{64 random bits}`, unique across outbox files and processes) stored in
+`alert_transitions.outbox_key` (migration 025), so replaying the same outbox twice stores
+each alert and each transition once. A new alert whose (elder, kind) got an active alert
+from another process meanwhile is merged into that one (the unique index
+`alerts_one_active` allows one active alert per elder and kind): the other alert takes the
+higher severity and the newer trigger time, ours is stored cancelled with "merged into
+<id>", so the id that was published still resolves to a history.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 import os
 import sqlite3
 import threading
+import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,8 +44,9 @@ _ACTIVE = [s.value for s in ACTIVE]
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS alerts (alert_id TEXT PRIMARY KEY, row TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS transitions (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " alert_id TEXT NOT NULL, at_ts INTEGER NOT NULL, from_status TEXT, to_status TEXT NOT NULL,"
-    " center_id TEXT NOT NULL, actor TEXT NOT NULL, note TEXT NOT NULL)",
+    " key TEXT NOT NULL UNIQUE, alert_id TEXT NOT NULL, at_ts INTEGER NOT NULL,"
+    " from_status TEXT, to_status TEXT NOT NULL, center_id TEXT NOT NULL,"
+    " actor TEXT NOT NULL, note TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS dead_letters (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     " received_ms INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,"
     " reason TEXT NOT NULL, detail TEXT NOT NULL)",
@@ -127,9 +130,10 @@ class Outbox:
             )
             if transition is not None:
                 self._db.execute(
-                    "INSERT INTO transitions (alert_id, at_ts, from_status, to_status, center_id,"
-                    " actor, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO transitions (key, alert_id, at_ts, from_status, to_status,"
+                    " center_id, actor, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
+                        f"{alert.alert_id}/{uuid.uuid4().hex[:16]}",
                         alert.alert_id,
                         alert.updated_ts,
                         transition.from_status.value if transition.from_status else None,
@@ -182,6 +186,8 @@ class Outbox:
                 stored = _reconcile_alert(conn, alert)
                 for key, t in self._transitions(alert.alert_id):
                     _insert_transition(conn, key, *t)
+                if stored.alert_id != alert.alert_id:
+                    _merged_transition(conn, alert, stored.alert_id)
             with self._lock, self._db:
                 self._db.execute("DELETE FROM transitions WHERE alert_id = ?", (alert.alert_id,))
                 self._db.execute("DELETE FROM alerts WHERE alert_id = ?", (alert.alert_id,))
@@ -193,11 +199,11 @@ class Outbox:
 
     def _transitions(self, alert_id: str) -> list[tuple[str, tuple[Any, ...]]]:
         rows = self._query(
-            "SELECT seq, alert_id, at_ts, from_status, to_status, center_id, actor, note"
+            "SELECT key, alert_id, at_ts, from_status, to_status, center_id, actor, note"
             " FROM transitions WHERE alert_id = ? ORDER BY seq",
             (alert_id,),
         )
-        return [(f"{r[1]}/{r[0]}", tuple(r[1:])) for r in rows]
+        return [(r[0], tuple(r[1:])) for r in rows]
 
     def _reconcile_dead_letters(self, conn: Conn) -> None:
         rows = self._query(
@@ -314,6 +320,11 @@ def _merge(conn: Conn, alert: AlertRow) -> AlertRow:
         f"INSERT INTO alerts (alert_id, {_FIELDS}) VALUES ({', '.join(['%s'] * 22)})",
         (closed.alert_id, *_values(closed)),
     )
+    logger.warning("outbox alert %s %s", alert.alert_id, note)
+    return target
+
+
+def _merged_transition(conn: Conn, alert: AlertRow, into: str) -> None:
     _insert_transition(
         conn,
         f"{alert.alert_id}/merged",
@@ -323,7 +334,5 @@ def _merge(conn: Conn, alert: AlertRow) -> AlertRow:
         AlertStatus.CANCELLED.value,
         alert.center_id,
         "system",
-        note,
+        f"merged into {into}",
     )
-    logger.warning("outbox alert %s %s", alert.alert_id, note)
-    return target

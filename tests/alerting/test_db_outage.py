@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from alerting import store
+from alerting.lifecycle import AlertRow
 from alerting.outbox import Outbox
 from eldercare.broker import free_port
 from gateway import AlertKind, AlertStatus, DeviceType, Event
@@ -51,7 +52,7 @@ def _wait(pred: object, timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def _stored(url: str, alert_id: str) -> tuple[list[store.AlertRow], list[tuple[object, ...]]]:
+def _stored(url: str, alert_id: str) -> tuple[list[AlertRow], list[tuple[object, ...]]]:
     with psycopg.connect(url) as conn:
         alerts = store.list_alerts(conn, limit=100)
         rows = conn.execute(
@@ -89,10 +90,11 @@ def test_sos_paged_and_escalated_while_the_database_is_down_then_stored_once(
             assert escalated.alert_id == opened.alert_id
             assert Outbox(outbox_path).depth() == 1
             cluster.start()
-            assert service.writer is not None
-            _wait(lambda: service.writer.online, 60, "the service to reconnect")  # type: ignore[union-attr]
+            writer = service.writer
+            assert writer is not None
+            _wait(lambda: writer.online, 60, "the service to reconnect")
             _wait(lambda: Outbox(outbox_path).depth() == 0, 30, "the outbox to drain")
-            escalations = service.writer.active[opened.alert_id].escalations
+            escalations = writer.active[opened.alert_id].escalations
         alerts, transitions = _stored(cluster.url, opened.alert_id)
     finally:
         listener.close()
@@ -166,3 +168,42 @@ def test_outbox_survives_sigkill_during_the_outage(
         (opened.alert_id, AlertKind.SOS, AlertStatus.OPEN)
     ]
     assert [(t[1], t[2]) for t in transitions] == [(None, "open")]
+
+
+def test_a_handler_bug_is_dead_lettered_as_internal_error_and_not_redelivered(
+    mqtt_url: str, schema_url: str, topic_prefix: str, device_suffix: str
+) -> None:
+    prepare_db(schema_url, small_fleet(device_suffix))
+    # A non-retryable database error stands for any bug while handling one message.
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse_alert() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'refused for the test'; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON alerts FOR EACH ROW EXECUTE FUNCTION"
+            " refuse_alert()"
+        )
+    settings = settings_for(mqtt_url, schema_url, topic_prefix, share_group="")
+    devices = DevicePublisher(mqtt_url, topic_prefix)
+    try:
+        with running(settings) as service:
+            devices.send(_press(device_suffix, 1, int(time.time() * 1000)))
+            _wait(lambda: service.stats.errors == 1, 10, "the handler error")
+            dead_lettered = service.stats.dead_lettered
+        with psycopg.connect(schema_url, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER refuse ON alerts")
+        # Acknowledged once dead-lettered: the same session does not get it again.
+        with running(settings) as service:
+            time.sleep(2.0)
+            raised = service.raised()
+    finally:
+        devices.close()
+    with psycopg.connect(schema_url) as conn:
+        rows = conn.execute("SELECT topic, reason, detail FROM dead_letters").fetchall()
+    assert dead_lettered == 1
+    assert [(r[0], r[1]) for r in rows] == [
+        (f"{topic_prefix}eldercare/v1/devices/btn-{device_suffix}/events", "internal_error")
+    ]
+    assert "refused for the test" in rows[0][2]
+    assert raised == []

@@ -91,10 +91,13 @@ class InactivityDetector:
         return out
 
     @staticmethod
-    def _since(elder: _Elder) -> int:
-        """When the quiet began: the last movement seen, else the first report."""
+    def _since(elder: _Elder, window_start_ms: int) -> int:
+        """When the quiet began: the last movement, else the first report, at latest the
+        start of the window found too quiet (a few steps do not end it). A restart that finds
+        the same quiet finds a start no later than this (see store.raise_alert)."""
         assert elder.first_ms is not None
-        return max((t for t, s in elder.moves if s > 0), default=elder.first_ms)
+        last_ms = max((t for t, s in elder.moves if s > 0), default=elder.first_ms)
+        return min(last_ms, window_start_ms)
 
     @staticmethod
     def _moved(elder: _Elder, since_ms: int, until_ms: int) -> float:
@@ -114,7 +117,7 @@ class InactivityDetector:
                     AlertKind.INACTIVITY,
                     Severity.MEDIUM,
                     elder.device_id,
-                    self._since(elder),
+                    self._since(elder, now_ms - self.window_h * HOUR_MS),
                     reason,
                 )
             return None
@@ -123,6 +126,6 @@ class InactivityDetector:
             return None
         if self._moved(elder, now_ms - FALLBACK_H * HOUR_MS, now_ms) <= 0:
             reason = f"no movement for {FALLBACK_H} h in the daytime (no baseline yet)"
-            since_ms = self._since(elder)
+            since_ms = self._since(elder, now_ms - FALLBACK_H * HOUR_MS)
             return Trigger(AlertKind.INACTIVITY, Severity.MEDIUM, elder.device_id, since_ms, reason)
         return None

@@ -14,7 +14,7 @@ from alerting import store
 from alerting.engine import Engine
 from alerting.lifecycle import AlertRow
 from alerting.model import Raise, Trigger
-from gateway import AlertKind, AlertStatus, DeviceType, Event, Severity, Status
+from gateway import AlertKind, AlertStatus, BandTelemetry, DeviceType, Event, Severity, Status
 from tests.alerting.helpers import (
     HOME,
     AlertListener,
@@ -230,3 +230,44 @@ def test_through_the_service_a_fast_cane_never_hides_the_band_sos(
     finally:
         devices.close()
         listener.close()
+
+
+def _quiet_elder(start_ms: int, until_ms: int) -> tuple[Engine, list[Raise]]:
+    """An engine fed an hour of walking then stillness, ticked every minute to `until_ms`."""
+    engine = Engine(small_fleet("id"), _Never(), start_ms)
+    raised: list[Raise] = []
+    for k in range(120):
+        t = start_ms + k * 30_000
+        fix = BandTelemetry(
+            device_id="band-id",
+            type=DeviceType.BAND,
+            seq=k,
+            ts=t,
+            lat=HOME[0],
+            lon=HOME[1],
+            hacc_m=8.0,
+            steps=40,
+        )
+        engine.on_message(fix, t + 100)
+    for now in range(start_ms + 3_600_000, until_ms, 60_000):
+        raised += [
+            a
+            for a in engine.tick(now)
+            if isinstance(a, Raise) and a.trigger.kind is AlertKind.INACTIVITY
+        ]
+    return engine, raised
+
+
+def test_inactivity_resolved_by_staff_is_not_raised_again_by_a_restart(
+    conn: psycopg.Connection[Any],
+) -> None:
+    start = 1_764_367_200_000  # 06:00 in the district: the quiet falls in the daytime
+    _, (first,) = _quiet_elder(start, start + 6 * 3_600_000)
+    raised_at = start + 5 * 3_600_000
+    result = _raise(conn, first, raised_at)
+    assert result is not None and result[1] is True
+    _resolve(conn, result, raised_at + 60_000)
+    # A restarted service rebuilds the same history and finds the same quiet.
+    _, (again,) = _quiet_elder(start, start + 6 * 3_600_000)
+    assert again.trigger.event_ts <= first.trigger.event_ts < raised_at
+    assert _raise(conn, again, raised_at + 600_000) is None

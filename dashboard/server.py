@@ -14,7 +14,7 @@ def serve(settings: DashboardSettings) -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        log_config=None,  # the eldercare command line configured logging already
         # Websocket keepalive (RFC 6455 §5.5.2 ping): a peer that stops answering is closed,
         # which also ends a dropped feed client that never reads.
         ws_ping_interval=20.0,

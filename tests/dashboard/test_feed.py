@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -84,7 +85,7 @@ def _resume_check(
 
 
 def test_reconnect_with_the_last_id_gets_exactly_what_was_missed(
-    client_as: ClientAs, raise_alert: RaiseAlert, dash_fleet: DashFleet
+    app_client: TestClient, client_as: ClientAs, raise_alert: RaiseAlert, dash_fleet: DashFleet
 ) -> None:
     disp = client_as("dispatcher")
     with disp.websocket_connect(f"{WS_BASE}/api/v1/feed") as ws:
@@ -98,6 +99,11 @@ def test_reconnect_with_the_last_id_gets_exactly_what_was_missed(
         missed,
         lambda: raise_alert(dash_fleet.elders[1], "anomaly").alert_id,
     )
+    hub: Any = app_client.app.state.hub  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 5
+    while hub.subscribers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not hub.subscribers  # a closed client leaves nothing behind
 
 
 def test_resume_holds_across_a_dashboard_restart(

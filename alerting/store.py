@@ -167,14 +167,27 @@ def _raised_by_message(conn: Conn, action: Raise, now_ms: int) -> str | None:
 
 
 def _raised_for_condition(conn: Conn, action: Raise, now_ms: int) -> str | None:
-    """For a tick-found condition: an alert of this elder and kind raised after it began."""
+    """For a tick-found condition: an alert of it raised after it began.
+
+    Inactivity is the elder's condition; a silence is its device's (another device's
+    offline alert, closed when that one came back, never covers it).
+    """
     trig = action.trigger
     if trig.event_seq is not None or trig.kind not in _CONDITION_KINDS:
         return None
+    device_id = trig.device_id if trig.kind is AlertKind.DEVICE_OFFLINE else None
     row = conn.execute(
         "SELECT alert_id FROM alerts WHERE elder_id = %s AND kind = %s AND raised_ts > %s"
-        " AND raised_ts >= %s ORDER BY raised_ts DESC LIMIT 1",
-        (action.elder_id, trig.kind.value, trig.event_ts, now_ms - IDENTITY_WINDOW_MS),
+        " AND raised_ts >= %s AND (%s::text IS NULL OR device_id = %s::text)"
+        " ORDER BY raised_ts DESC LIMIT 1",
+        (
+            action.elder_id,
+            trig.kind.value,
+            trig.event_ts,
+            now_ms - IDENTITY_WINDOW_MS,
+            device_id,
+            device_id,
+        ),
     ).fetchone()
     return str(row[0]) if row else None
 

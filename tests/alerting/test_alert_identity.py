@@ -180,6 +180,12 @@ def test_a_tick_condition_is_raised_once_across_restarts(conn: psycopg.Connectio
     _resolve(conn, first, T0 + 60_000)
     # A restarted service finds the same silence (same start): already seen to.
     assert _raise(conn, off, T0 + 120_000) is None
+    # Another device of the elder, silent since before that alert: its own condition.
+    sibling = _raise(
+        conn, _sos("cane-id", silent_since + 1000, None, AlertKind.DEVICE_OFFLINE), T0 + 130_000
+    )
+    assert sibling is not None and sibling[1] is True
+    _resolve(conn, sibling, T0 + 140_000)
     # The device came back and went silent again later: a new condition.
     again = _raise(
         conn, _sos("band-id", T0 + 200_000, None, AlertKind.DEVICE_OFFLINE), T0 + 1_000_000

@@ -46,8 +46,11 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
+import paho.mqtt.client as paho
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -65,6 +68,9 @@ _SERVER_KEEPALIVE = (
 # Lock probes are one round trip; anything slower means the session is in trouble.
 _PROBE_TIMEOUT_MS = 3000
 _MAX_BACKOFF_S = 30.0
+# DISCONNECT reason "Session taken over" (MQTT 5 §3.14.2.1): another connection, with our
+# client id, resumed the session.
+SESSION_TAKEN_OVER = 0x8E
 _KEY_SQL = "SELECT hashtextextended('eldercare-alerting:' || current_schema() || ':' || %s, 0)"
 
 
@@ -94,6 +100,7 @@ class Leadership:
         self._keeper: threading.Thread | None = None
         self._done = threading.Event()
         self._unreachable = False
+        self._confirmed_mono = 0.0
 
     def acquire(self, stop: threading.Event) -> bool:
         """Wait as standby until this process holds the lock; False if `stop` came first."""
@@ -102,6 +109,7 @@ class Leadership:
         while not stop.is_set():
             try:
                 if self._try_lock():
+                    self._confirmed_mono = time.monotonic()
                     logger.info("active: holding the alerting lock (key %d)", self.key)
                     self.lost.clear()
                     self._done.clear()
@@ -132,7 +140,10 @@ class Leadership:
             while not self._done.wait(self.poll_s):
                 if stop.is_set():
                     break
-                if not self._still_held():
+                held = self._still_held()
+                if held:
+                    self._confirmed_mono = time.monotonic()
+                elif held is not None:
                     self.lost.set()
                     logger.warning("another process took the alerting lock: stopping at once")
                     break
@@ -149,6 +160,10 @@ class Leadership:
         self._keeper = None
         self._drop()
 
+    def confirmed(self) -> bool:
+        """Whether a probe proved the lock ours within the last two polls."""
+        return time.monotonic() - self._confirmed_mono <= 2 * self.poll_s
+
     def _try_lock(self) -> bool:
         if self._conn is None or self._conn.closed:
             self._conn = connect(
@@ -164,8 +179,12 @@ class Leadership:
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
         return bool(row and row[0])
 
-    def _still_held(self) -> bool:
-        """Probe; on a broken session reconnect and re-take the lock if it is still free."""
+    def _still_held(self) -> bool | None:
+        """Probe; on a broken session reconnect and re-take the lock if it is still free.
+
+        Returns:
+            True: held; False: another process holds it; None: the database is unreachable.
+        """
         if self._conn is not None:
             try:
                 self._conn.execute("SELECT 1")
@@ -185,7 +204,7 @@ class Leadership:
             if not self._unreachable:
                 logger.warning("database unreachable (%s): still acting until it returns", exc)
             self._unreachable = True
-            return True
+            return None
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -194,3 +213,31 @@ class Leadership:
                 conn.close()
             except psycopg.Error:
                 logger.debug("closing the lock session failed", exc_info=True)
+
+
+def fence_on_takeover(client: paho.Client, halt: threading.Event, leader: Leadership) -> None:
+    """Set `halt` when the broker hands our session to another connection (the new active).
+
+    The broker-side fence for a holder that cannot tell it lost the lock (cut off from the
+    database but not from the broker): the new active resumes the same session and the broker
+    closes our connection. EMQX says so (DISCONNECT 0x8E); Mosquitto 2.0 just closes the
+    socket, so a broker disconnect while our lock is unconfirmed counts as a takeover too. We
+    stop acting instead of letting paho reconnect and take the session back.
+    """
+    inner: Callable[..., None] | None = client.on_disconnect
+
+    def on_disconnect(
+        c: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
+    ) -> None:
+        taken = getattr(rc, "value", rc) == SESSION_TAKEN_OVER
+        if taken or (getattr(rc, "is_failure", False) and not leader.confirmed()):
+            logger.warning(
+                "broker session lost while the alerting lock is unconfirmed (%s): another"
+                " alerting process took it over; stopping",
+                rc,
+            )
+            halt.set()
+        if inner is not None:
+            inner(c, userdata, flags, rc, props)
+
+    client.on_disconnect = on_disconnect

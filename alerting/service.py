@@ -20,7 +20,7 @@ import psycopg
 from alerting.dispatch import Dispatcher
 from alerting.engine import Engine
 from alerting.fall_model import load_fall_model
-from alerting.leader import Leadership
+from alerting.leader import Leadership, fence_on_takeover
 from alerting.lifecycle import AlertRow
 from alerting.metrics import AlertingMetrics, LiveState
 from alerting.model import Action
@@ -155,6 +155,8 @@ class AlertingService:
                 session_expiry_s=s.session_expiry_s,
                 inbox=self.inbox,
             )
+            if self.leader is not None:
+                fence_on_takeover(mqtt.client, halt, self.leader)
             try:
                 with pg.connect(s.database_url, autocommit=True) as mig:
                     apply_migrations(mig)

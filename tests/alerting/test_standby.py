@@ -6,8 +6,10 @@ SOS pressed after the kill exactly once; two processes on a healthy fleet raise 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -18,6 +20,7 @@ import psycopg
 import pytest
 
 from alerting import store
+from alerting.leader import _KEY_SQL
 from eldercare.broker import free_port, start_mosquitto, stop
 from gateway import AlertKind, AlertStatus, DeviceType, Event, Fleet, Status, parse_fleet
 from tests.alerting.helpers import AlertListener, DevicePublisher, prepare_db, small_fleet
@@ -224,5 +227,171 @@ def test_two_processes_on_200_healthy_buttons_raise_no_offline_alert(
     finally:
         for p in procs:
             p.end()
+        listener.close()
+        devices.close()
+
+
+def _lock_holders(schema_url: str, prefix: str) -> list[int]:
+    """Backend pids holding this deployment's alerting lock (the key leader.py derives)."""
+    with psycopg.connect(schema_url) as conn:
+        row = conn.execute(_KEY_SQL, (prefix,)).fetchone()
+        assert row is not None
+        key = int(row[0])
+        rows = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+            " AND classid::bigint = ((%s >> 32) & 4294967295)"
+            " AND objid::bigint = (%s & 4294967295)",
+            (key, key),
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _sos_exactly_once(
+    schema_url: str, listener: AlertListener, devices: DevicePublisher, suffix: str, seq: int
+) -> float:
+    """Press once; the SOS is published once (as new) and stored once; returns the delay, s."""
+    sent = time.monotonic()
+    ts = int(time.time() * 1000)
+    devices.send(_press(suffix, seq, ts))
+    _, alert, got = listener.wait_for(lambda t, m: m.event_ts == ts, 20)
+    assert alert.status is AlertStatus.OPEN
+    time.sleep(2.0)
+    again = []
+    while not listener.alerts.empty():
+        again.append(listener.alerts.get()[1])
+    assert [m for m in again if m.event_ts == ts and m.alert_id != alert.alert_id] == []
+    with psycopg.connect(schema_url) as conn:
+        rows = [a for a in store.list_alerts(conn) if a.event_ts == ts]
+    assert len(rows) == 1
+    return got - sent
+
+
+@pytest.mark.slow
+def test_active_whose_lock_session_is_killed_leaves_exactly_one_active(
+    private_broker: str, schema_url: str, topic_prefix: str, device_suffix: str, tmp_path: Path
+) -> None:
+    prepare_db(schema_url, small_fleet(device_suffix))
+    listener = AlertListener(private_broker, topic_prefix)
+    devices = DevicePublisher(private_broker, topic_prefix)
+    procs = [Proc(_env(private_broker, schema_url, topic_prefix, tmp_path, 1), "first")]
+    try:
+        procs[0].wait_for("alerting ready")
+        procs.append(Proc(_env(private_broker, schema_url, topic_prefix, tmp_path, 2), "second"))
+        procs[1].wait_for("standby: another process holds the alerting lock")
+        [holder] = _lock_holders(schema_url, topic_prefix)
+        with psycopg.connect(schema_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (holder,))
+        killed = time.monotonic()
+        while True:
+            holders = _lock_holders(schema_url, topic_prefix)
+            if holders and holders != [holder]:
+                break
+            assert time.monotonic() - killed < 10, "nobody took the lock again"
+            time.sleep(0.1)
+        assert len(holders) == 1
+        if procs[1].saw("active: holding the alerting lock"):
+            # The standby won: the old active must have stopped acting.
+            procs[0].wait_for("no longer the active alerting process", 10)
+            procs[1].wait_for("alerting ready", 10)
+        else:
+            procs[0].wait_for("alerting lock taken again", 10)
+        delay_s = _sos_exactly_once(schema_url, listener, devices, device_suffix, 1)
+        assert delay_s < 10.0
+        assert sum(p.saw("raised critical sos alert") for p in procs) == 1
+    finally:
+        for p in procs:
+            p.end()
+        listener.close()
+        devices.close()
+
+
+class _CuttableProxy:
+    """A TCP relay to PostgreSQL that can be cut like a partition seen from one side.
+
+    `cut()` closes the server side of every relayed connection (the server sees the client
+    gone and drops its session and locks) while the client side stays open and silent, and
+    new connections are accepted but never relayed: the client sees a black hole.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        self._cut = threading.Event()
+        self._upstreams: list[socket.socket] = []
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if self._cut.is_set():
+                self._held.append(client)
+                continue
+            upstream = socket.create_connection(self.target)
+            self._upstreams.append(upstream)
+            self._held.append(client)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if self._cut.is_set():
+                    return
+                dst.sendall(data)
+
+    def cut(self) -> None:
+        self._cut.set()
+        for up in self._upstreams:
+            with contextlib.suppress(OSError):
+                up.shutdown(socket.SHUT_RDWR)
+            up.close()
+
+    def close(self) -> None:
+        self._server.close()
+        for s in self._held:
+            s.close()
+
+
+@pytest.mark.slow
+def test_active_cut_off_from_the_database_is_fenced_by_the_broker(
+    private_broker: str,
+    schema_url: str,
+    database_url: str,
+    topic_prefix: str,
+    device_suffix: str,
+    tmp_path: Path,
+) -> None:
+    prepare_db(schema_url, small_fleet(device_suffix))
+    info = psycopg.conninfo.conninfo_to_dict(database_url)
+    host, port = str(info.get("host", "127.0.0.1")), int(info.get("port", 5432))
+    proxy = _CuttableProxy((host, port))
+    cut_url = schema_url.replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}")
+    assert cut_url != schema_url
+    listener = AlertListener(private_broker, topic_prefix)
+    devices = DevicePublisher(private_broker, topic_prefix)
+    procs = [Proc(_env(private_broker, cut_url, topic_prefix, tmp_path, 1), "first")]
+    try:
+        procs[0].wait_for("alerting ready")
+        procs.append(Proc(_env(private_broker, schema_url, topic_prefix, tmp_path, 2), "second"))
+        procs[1].wait_for("standby: another process holds the alerting lock")
+        proxy.cut()
+        cut = time.monotonic()
+        procs[1].wait_for("alerting ready", 15)
+        takeover_s = time.monotonic() - cut
+        procs[0].wait_for("another alerting process took it over", 15)
+        print(f"\npartitioned active: standby ready {takeover_s:.2f} s after the cut")
+        delay_s = _sos_exactly_once(schema_url, listener, devices, device_suffix, 1)
+        assert delay_s < 10.0
+        assert sum(p.saw("raised critical sos alert") for p in procs) == 1
+        assert procs[1].saw("raised critical sos alert")
+    finally:
+        for p in procs:
+            p.end()
+        proxy.close()
         listener.close()
         devices.close()

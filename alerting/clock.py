@@ -39,6 +39,7 @@ class _Device:
     before_ms: int | None = None  # offset of the clock before the last step
     newest_seq: int = -1
     newest_ts: int = 0
+    newest_received_ms: int = 0
 
 
 class ClockOffsets:
@@ -81,7 +82,7 @@ class ClockOffsets:
             # Sent before the last step: it belongs to the old clock.
             return dev.before_ms if dev.before_ms is not None else dev.offset_ms
         dev.samples.append((received_ms, sample))
-        newest_ms = max(r for r, _ in dev.samples)
+        dev.newest_received_ms = newest_ms = max(dev.newest_received_ms, received_ms)
         while len(dev.samples) > 1 and (
             len(dev.samples) > self.max_samples or dev.samples[0][0] < newest_ms - self.window_ms
         ):

@@ -15,6 +15,7 @@ found by silence.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -229,8 +230,8 @@ class Engine:
     def _place(self, device: Device, ts: int, lat: float, lon: float, hacc_m: float | None) -> str:
         """Take a fix (corrected time): "newest", "late" or "implausible"."""
         elder = self._elders.get(device.elder_id)
-        anchors = [(elder.home_lat, elder.home_lon)] if elder else []
-        why = implausible_fix(lat, lon, hacc_m, anchors + self._centers)
+        home = [(elder.home_lat, elder.home_lon)] if elder else []
+        why = implausible_fix(lat, lon, hacc_m, itertools.chain(home, self._centers))
         if why is not None:
             self.stats.implausible_fixes += 1
             level = logging.DEBUG if device.id in self._implausible else logging.WARNING

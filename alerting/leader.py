@@ -18,27 +18,34 @@ receives nor acknowledges anything. While no one is connected the broker queues 
 messages of that session (MQTT 5 §3.1.2.11.2), and messages the dead active received but had
 not acknowledged are sent again when the new active resumes the session (MQTT 5 §4.4). The
 new active also catches up from the readings ingest stored (which covers the session expiry and
-anything the broker's queue limit dropped); duplicates are dropped by message identity. One
-session also fences at the broker: a new active connecting with the same client id takes the
-session over and the broker disconnects the old connection (MQTT 5 §3.1.4, reason 0x8E).
+anything the broker's queue limit dropped); duplicates are dropped by message identity.
 
 Losing the lock: the holder probes its lock session every poll. When the session breaks it
 reconnects at once; if the lock is free it takes it again, and if another process holds it,
-it stops acting at once (the service halts its loop and disconnects from the broker). While
-the database cannot be reached at all the holder keeps acting, because no standby can take
-the lock then either and the alert path pages without the database; the price is that a
-holder cut off from the database but not from the broker overlaps with the new active until
-the broker's session takeover disconnects it.
+it stops acting at once (the service halts its loop and leaves the broker). While the
+database cannot be reached at all the holder keeps acting, because no standby can take the
+lock then either and the alert path pages without the database. A holder cut off from the
+database but not from the broker is fenced by the broker: the new active resumes the same
+session, the broker closes the old connection (EMQX sends DISCONNECT 0x8E "Session taken
+over", MQTT 5 §3.14.2.1; Mosquitto 2.0 just closes the socket), and a holder whose session is
+closed while no probe has confirmed its lock for two polls stops acting instead of letting
+paho reconnect and take the session back. (A broker restart during a database outage is read
+the same way: the holder stands by until the database returns, and then one process leads.)
 
-Partitioning instead (more than one active): only when every message of a device goes to the
-same replica. On a clustered EMQX, `$share/alerting/…` with
-`broker.shared_subscription_strategy = hash_topic` hashes the topic, which contains the device
-id, so a device sticks to one replica while the group is stable. That needs: standby off
-(`ALERTING_STANDBY=false`) and a share group; per-elder detectors (inactivity, anomaly, the
-alert position) keyed by device, or all of an elder's devices mapped to one replica; a
-rebalance (replica joins or leaves) moves devices, so each replica must rebuild the moved
-devices' state from stored history, as the start-up warm-up does; and ticks (silence,
-escalation) limited to the replica's own devices and alerts.
+Partitioning instead (more than one active) works only when every message of a device goes
+to the same replica. On a clustered EMQX, `$share/alerting/…` with
+`broker.shared_subscription_strategy = hash_topic` keeps each topic on one replica while the
+group is stable; but a device publishes on three topics (telemetry, events, status), which
+hash apart, and the fall detector pairs a cane's windows with its `fall_detected` event and
+health pairs a Will with the device's other traffic, and inactivity, anomaly and the alert
+position combine all of an elder's devices. So partitioning needs: a repartition step that
+republishes every device message on one internal topic per elder (say
+`internal/alerting/{elder_id}`), which `hash_topic` then keeps on one replica
+(`hash_clientid` is no substitute: a gateway replaying a buffer publishes for many devices
+under its own client id); standby off (`ALERTING_STANDBY=false`) and a share group on that
+internal filter, each replica with its own client id; on every rebalance (a replica joins or
+leaves) each replica rebuilding the moved elders' state from stored history, as the start-up
+warm-up does; and ticks (silence, escalation) limited to the replica's own elders and alerts.
 """
 
 from __future__ import annotations

@@ -10,13 +10,6 @@ from gateway.contract import AlertKind, AlertStatus, Severity
 ACTIVE = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED, AlertStatus.ESCALATED)
 CLOSED = (AlertStatus.RESOLVED, AlertStatus.CANCELLED)
 
-# open -> acknowledged -> resolved, plus escalated and cancelled (issue "Alert lifecycle").
-ALLOWED_FROM: dict[AlertStatus, tuple[AlertStatus, ...]] = {
-    AlertStatus.ACKNOWLEDGED: (AlertStatus.OPEN, AlertStatus.ESCALATED),
-    AlertStatus.RESOLVED: ACTIVE,
-    AlertStatus.CANCELLED: ACTIVE,
-    AlertStatus.ESCALATED: ACTIVE,
-}
 # Machine-raised alerts that a clearing condition may close on its own; never sos, fall or
 # smoke, which a person must see to the end.
 AUTO_CLOSABLE = frozenset({AlertKind.DEVICE_OFFLINE, AlertKind.LOW_BATTERY, AlertKind.INACTIVITY})
@@ -26,6 +19,14 @@ AUTO_CLOSABLE = frozenset({AlertKind.DEVICE_OFFLINE, AlertKind.LOW_BATTERY, Aler
 # cancel from the device is information for the operator, kept in the alert's history, and
 # the alert stays active.
 WEARER_CANCELLABLE = (AlertStatus.OPEN,)
+# open -> acknowledged -> resolved, plus escalated and cancelled (issue "Alert lifecycle").
+# Only the wearer cancels, and only an alert nobody has taken yet.
+ALLOWED_FROM: dict[AlertStatus, tuple[AlertStatus, ...]] = {
+    AlertStatus.ACKNOWLEDGED: (AlertStatus.OPEN, AlertStatus.ESCALATED),
+    AlertStatus.RESOLVED: ACTIVE,
+    AlertStatus.CANCELLED: WEARER_CANCELLABLE,
+    AlertStatus.ESCALATED: ACTIVE,
+}
 
 
 class TransitionError(ValueError):

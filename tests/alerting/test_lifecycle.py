@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from alerting import store
-from alerting.lifecycle import WEARER_CANCELLABLE, AlertRow, TransitionError
+from alerting.lifecycle import WEARER_CANCELLABLE, AlertRow, TransitionError, check_transition
 from alerting.model import Raise, Trigger
 from eldercare.cli import main
 from gateway import AlertKind, AlertStatus, Severity
@@ -121,3 +121,16 @@ def test_a_cancel_racing_an_acknowledgement_never_closes_the_taken_alert(conn: C
             only_from=WEARER_CANCELLABLE,
         )
     assert _status(conn, alert.alert_id) is AlertStatus.ACKNOWLEDGED
+
+
+@pytest.mark.parametrize(
+    ("current", "ok"),
+    [(AlertStatus.OPEN, True), (AlertStatus.ACKNOWLEDGED, False), (AlertStatus.ESCALATED, False)],
+    ids=["open", "acknowledged", "escalated"],
+)
+def test_every_path_cancels_only_an_alert_nobody_took(current: AlertStatus, ok: bool) -> None:
+    if ok:
+        check_transition(current, AlertStatus.CANCELLED)
+    else:
+        with pytest.raises(TransitionError):
+            check_transition(current, AlertStatus.CANCELLED)

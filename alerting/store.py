@@ -116,8 +116,8 @@ def raise_alert(
         (severity up, or a move of more than `MOVED_M`), or None when the trigger is
         suppressed: the message that caused it (same device, `ts` and `seq`) already raised
         an alert of this kind within `IDENTITY_WINDOW_MS`, or, for a condition found on a
-        clock tick, an alert of this elder and kind was raised after the condition began.
-        Each suppression is logged at WARNING.
+        clock tick (a device's silence, an elder's inactivity), an alert of it was raised
+        after the condition began. Each suppression is logged at WARNING.
     """
     trig = action.trigger
     with conn.transaction():

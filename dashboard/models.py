@@ -54,6 +54,13 @@ class LogoutIn(BaseModel):
     handover_to: str | None = None
 
 
+class HeldOut(BaseModel):
+    """Sign-out refused: the alerts this user still holds."""
+
+    detail: str
+    held: list[str]
+
+
 class Alert(BaseModel):
     """An alert: the fields of contract §2 plus the console's."""
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel
 
 from dashboard import actions
 from dashboard.accounts import User
 from dashboard.deps import ActingUser, Conn, CurrentUser, NowMs, client_ip
+from dashboard.errors import errors
 from dashboard.models import (
     Alert,
     AlertOut,
@@ -30,14 +31,18 @@ from gateway.contract import AlertKind, AlertStatus, Severity
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
-_R404: dict[int | str, dict[str, Any]] = {
-    404: {"description": "unknown, or not visible to this account"}
-}
-_ACT: dict[int | str, dict[str, Any]] = {
-    **_R404,
-    403: {"description": "not routed to this dispatcher's centre, or a read-only role"},
-    409: {"description": "taken by someone else, or not in a status that allows it"},
-}
+_READ = errors(401, 404, 422)
+_ACT = errors(
+    401,
+    403,
+    404,
+    409,
+    422,
+    s403="Not routed to this dispatcher's centre, or a read-only role",
+    s409="Taken by someone else, or not in a status that allows it",
+)
+# Alert ids are `al-` and hex (alerting.store.new_alert_id); anything else names no alert.
+AlertId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 # A page of more than this many alerts is more than a screen can show.
 PAGE_MAX = 500
 
@@ -62,7 +67,10 @@ def _csv(value: str | None, enum: type[StrEnum], name: str) -> tuple[str, ...]:
 
 
 def _ids(value: str | None) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+    items = tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+    if any("\x00" in v for v in items):  # PostgreSQL text cannot hold NUL
+        raise HTTPException(422, "ids cannot contain NUL")
+    return items
 
 
 def _visible(conn: Conn, user: User, alert_id: str) -> Alert:
@@ -72,7 +80,7 @@ def _visible(conn: Conn, user: User, alert_id: str) -> Alert:
     return alert
 
 
-@router.get("", response_model=AlertPage, responses=_R404)
+@router.get("", response_model=AlertPage, responses=_READ)
 def list_alerts(
     conn: Conn,
     user: CurrentUser,
@@ -107,14 +115,14 @@ def list_alerts(
     return AlertPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/queue", response_model=AlertQueue)
+@router.get("/queue", response_model=AlertQueue, responses=errors(401))
 def alert_queue(conn: Conn, user: CurrentUser) -> AlertQueue:
     """Active alerts: smoke first, then critical to low, then oldest first."""
     return AlertQueue(items=alerts_q.queue(conn, user))
 
 
-@router.get("/{alert_id}", response_model=AlertDetail, responses=_R404)
-def alert_detail(alert_id: str, conn: Conn, user: CurrentUser) -> AlertDetail:
+@router.get("/{alert_id}", response_model=AlertDetail, responses=_READ)
+def alert_detail(alert_id: AlertId, conn: Conn, user: CurrentUser) -> AlertDetail:
     """One alert with its full history, the elder's card and the procedure steps."""
     alert = _visible(conn, user, alert_id)
     return AlertDetail(
@@ -148,7 +156,7 @@ def _after(conn: Conn, alert_id: str) -> AlertOut:
 
 
 @router.post("/{alert_id}/ack", response_model=AlertOut, responses=_ACT)
-def take(alert_id: str, request: Request, conn: Conn, user: ActingUser, now: NowMs) -> AlertOut:
+def take(alert_id: AlertId, request: Request, conn: Conn, user: ActingUser, now: NowMs) -> AlertOut:
     """Take the alert (acknowledge it): exactly one console wins; the others get 409."""
     _run(request, conn, actions.take, user, alert_id, now)
     return _after(conn, alert_id)
@@ -157,10 +165,10 @@ def take(alert_id: str, request: Request, conn: Conn, user: ActingUser, now: Now
 @router.post(
     "/{alert_id}/resolve",
     response_model=AlertOut,
-    responses={**_ACT, 422: {"description": "missing or unknown outcome"}},
+    responses=_ACT,
 )
 def resolve(
-    alert_id: str, body: ResolveIn, request: Request, conn: Conn, user: ActingUser, now: NowMs
+    alert_id: AlertId, body: ResolveIn, request: Request, conn: Conn, user: ActingUser, now: NowMs
 ) -> AlertOut:
     """Close the alert with an outcome code and an optional note."""
     _run(request, conn, actions.resolve, user, alert_id, body.outcome, body.note, now)
@@ -169,7 +177,7 @@ def resolve(
 
 @router.post("/{alert_id}/notes", status_code=201, response_model=Created, responses=_ACT)
 def add_note(
-    alert_id: str, body: NoteIn, request: Request, conn: Conn, user: ActingUser, now: NowMs
+    alert_id: AlertId, body: NoteIn, request: Request, conn: Conn, user: ActingUser, now: NowMs
 ) -> Created:
     """Keep a note in the alert's history; returns its event id."""
     done = _run(request, conn, actions.add_note, user, alert_id, body.note, now)
@@ -179,7 +187,7 @@ def add_note(
 
 @router.post("/{alert_id}/steps", status_code=201, response_model=Created, responses=_ACT)
 def add_step(
-    alert_id: str, body: StepIn, request: Request, conn: Conn, user: ActingUser, now: NowMs
+    alert_id: AlertId, body: StepIn, request: Request, conn: Conn, user: ActingUser, now: NowMs
 ) -> Created:
     """Log a procedure-card step (timed) and what came of it."""
     done = _run(request, conn, actions.add_step, user, alert_id, body.step, body.result, now)

@@ -15,7 +15,8 @@ from dashboard.deps import (
     Settings,
     client_ip,
 )
-from dashboard.models import LoginIn, LogoutIn, SessionOut, UserOut
+from dashboard.errors import ErrorOut, errors
+from dashboard.models import HeldOut, LoginIn, LogoutIn, SessionOut, UserOut
 from dashboard.queries import alerts as alerts_q
 from dashboard.queries import users as users_q
 
@@ -25,7 +26,10 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 @router.post(
     "/login",
     response_model=SessionOut,
-    responses={401: {"description": "wrong credentials"}, 429: {"description": "too many"}},
+    responses={
+        **errors(401, 422, s401="Wrong username or password"),
+        429: {"model": ErrorOut, "description": "Too many failed logins from this address"},
+    },
 )
 def login(
     body: LoginIn, request: Request, response: Response, conn: Conn, settings: Settings, now: NowMs
@@ -63,7 +67,7 @@ def login(
     return SessionOut(user=UserOut.of(user), csrf_token=csrf)
 
 
-@router.get("/me", response_model=SessionOut, responses={401: {"description": "not logged in"}})
+@router.get("/me", response_model=SessionOut, responses=errors(401))
 def me(user: CurrentUser) -> SessionOut:
     """The signed-in user and the session's CSRF token."""
     return SessionOut(user=UserOut.of(user), csrf_token=user.csrf_token)
@@ -73,8 +77,8 @@ def me(user: CurrentUser) -> SessionOut:
     "/logout",
     status_code=204,
     responses={
-        409: {"description": "holding taken alerts: hand them over first"},
-        422: {"description": "handover target cannot take them"},
+        **errors(401, 403, 422, s422="Invalid body, or the handover target cannot take them"),
+        409: {"model": HeldOut, "description": "Holding taken alerts: hand them over first"},
     },
 )
 def logout(body: LogoutIn, request: Request, user: ActingUser, conn: Conn, now: NowMs) -> Response:

@@ -178,3 +178,26 @@ def test_family_feed_carries_only_linked_elders(
         late = raise_alert(dash_fleet.elders[0], "smoke")
         assert ws.receive_json()["alert"]["alert_id"] == late.alert_id
     assert other.alert_id not in (first["alert"]["alert_id"], nxt["alert"]["alert_id"])
+
+
+def test_every_other_console_sees_taken_by_within_a_second(
+    client_as: ClientAs, raise_alert: RaiseAlert, dash_fleet: DashFleet
+) -> None:
+    taker, other = client_as("dispatcher"), client_as("dispatcher")
+    elsewhere = client_as("dispatcher", center_id=dash_fleet.center_b)
+    name = taker.get("/api/v1/auth/me").json()["user"]["username"]
+    with (
+        other.websocket_connect(f"{WS_BASE}/api/v1/feed") as ws1,
+        elsewhere.websocket_connect(f"{WS_BASE}/api/v1/feed") as ws2,
+    ):
+        alert = raise_alert(dash_fleet.elders[0])
+        assert ws1.receive_json()["alert"]["alert_id"] == alert.alert_id
+        assert ws2.receive_json()["alert"]["alert_id"] == alert.alert_id
+        assert taker.post(f"/api/v1/alerts/{alert.alert_id}/ack").status_code == 200
+        t0 = time.monotonic()
+        seen = [ws1.receive_json(), ws2.receive_json()]
+        elapsed_s = time.monotonic() - t0
+    for msg in seen:
+        assert msg["alert"]["taken_by"] == name
+        assert msg["transition"]["to_status"] == "acknowledged"
+    assert elapsed_s < 1.0

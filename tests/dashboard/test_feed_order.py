@@ -7,6 +7,7 @@ import time
 
 import psycopg
 
+from ingest.migrate import available_migrations
 from tests.dashboard.conftest import DashFleet, RaiseAlert
 
 _INSERT = (
@@ -64,3 +65,23 @@ def test_each_transition_notifies_the_feed_channel_at_commit(
             )
         ]
     assert got == ids
+
+
+def test_migration_030_runs_twice_and_keeps_one_trigger(
+    schema_url: str, dash_fleet: DashFleet, raise_alert: RaiseAlert
+) -> None:
+    sql = next(m.sql for m in available_migrations() if m.version == "030")
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute(sql.encode())
+        conn.execute(sql.encode())
+        triggers = conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'alert_transitions'::regclass"
+            " AND tgname = 'alert_transitions_commit_order'"
+        ).fetchone()
+    assert triggers == (1,)
+    alert = raise_alert(dash_fleet.elders[0])
+    with psycopg.connect(schema_url) as conn:
+        ids = conn.execute(
+            "SELECT id FROM alert_transitions WHERE alert_id = %s", (alert.alert_id,)
+        ).fetchall()
+    assert len(ids) == 1 and ids[0][0] > 0

@@ -94,26 +94,40 @@ def alert_from_json(text: str) -> AlertRow:
 
 
 class Outbox:
-    """The SQLite outbox at `path` (created with its directory when missing).
+    """The SQLite outbox at `path`.
 
-    Used from one thread (the service loop) only, like sqlite3 connections by default.
+    The file (and its directory) is created by the first record only: a service that never
+    lost its database leaves nothing behind. Written by the service loop and read by the
+    metrics thread, hence one lock around the connection.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Written by the service loop; read by the metrics thread (depth), hence the lock.
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        for ddl in _SCHEMA:
-            self._db.execute(ddl)
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._conn is None:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                for ddl in _SCHEMA:
+                    db.execute(ddl)
+                self._conn = db
+            return self._conn
 
     def close(self) -> None:
         """Close the file."""
         with self._lock:
-            self._db.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _exists(self) -> bool:
+        return self._conn is not None or Path(self.path).exists()
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:
@@ -157,11 +171,15 @@ class Outbox:
 
     def pending(self) -> list[AlertRow]:
         """Alerts recorded and not yet reconciled (their newest state), oldest first."""
+        if not self._exists():
+            return []
         rows = self._query("SELECT row FROM alerts ORDER BY rowid")
         return [alert_from_json(r[0]) for r in rows]
 
     def depth(self) -> int:
         """Alerts and dead letters waiting for the database."""
+        if not self._exists():
+            return 0
         rows = self._query(
             "SELECT (SELECT count(*) FROM alerts) + (SELECT count(*) FROM dead_letters)"
         )
@@ -180,7 +198,9 @@ class Outbox:
             psycopg.OperationalError: the database went away again (what was not yet
                 reconciled stays here).
         """
-        out = []
+        out: list[AlertRow] = []
+        if not self._exists():
+            return out
         for alert in self.pending():
             with conn.transaction():
                 stored = _reconcile_alert(conn, alert)

@@ -12,10 +12,11 @@ from pydantic import BaseModel, Field
 
 from dashboard.accounts import Role, check_username, hash_password
 from dashboard.deps import AdminUser, Conn, NowMs, client_ip, require_csrf, require_roles
+from dashboard.errors import Responses, errors
 from dashboard.models import UserOut
 from dashboard.queries import admin as admin_q
 from dashboard.queries import users as users_q
-from dashboard.routes.elders import AUTH, Responses
+from dashboard.routes.elders import AUTH
 from gateway import FleetError, parse_fleet
 from ingest.registry import import_fleet
 
@@ -23,7 +24,7 @@ router = APIRouter(
     prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require_roles(Role.ADMIN))]
 )
 
-FORBIDDEN: Responses = {403: {"description": "Not an admin (or, on writes, no CSRF token)"}}
+FORBIDDEN: Responses = errors(403, s403="Not an admin (or, on writes, no CSRF token)")
 PREVIEW_CHARS = 2_000  # of a payload's text shown next to its bytes
 Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")]
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -66,10 +67,11 @@ class ImportOut(BaseModel):
 
 
 class ImportErrors(BaseModel):
-    """A refused fleet file: nothing was applied."""
+    """A refused fleet file: nothing was applied (`detail` a list for a body that is no
+    JSON object)."""
 
-    detail: str
-    errors: list[str]
+    detail: str | list[dict[str, Any]]
+    errors: list[str] = Field(default_factory=list)
 
 
 class UserIn(BaseModel):
@@ -137,7 +139,7 @@ def dead_letters(
 
 @router.get(
     "/dead-letters/{letter_id}",
-    responses={**AUTH, **FORBIDDEN, 404: {"description": "Unknown dead letter"}},
+    responses={**AUTH, **FORBIDDEN, **errors(404, s404="Unknown dead letter")},
 )
 def dead_letter(letter_id: Annotated[int, Path(ge=1, le=2**62)], conn: Conn) -> DeadLetterDetail:
     """One rejected message with its raw bytes."""
@@ -201,8 +203,7 @@ def users(conn: Conn) -> list[UserRow]:
     responses={
         **AUTH,
         **FORBIDDEN,
-        409: {"description": "Username taken"},
-        422: {"description": "Invalid account"},
+        **errors(409, 422, s409="Username taken", s422="Invalid account"),
     },
 )
 def add_user(body: UserIn, request: Request, conn: Conn, user: AdminUser, now: NowMs) -> UserOut:

@@ -6,13 +6,14 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
 from dashboard.deps import AdminUser, Conn, CurrentUser, NowMs, client_ip, require_csrf
+from dashboard.errors import Responses, errors
 from dashboard.queries import centers as centers_q
 from dashboard.queries import users as users_q
-from dashboard.routes.elders import AUTH, Responses
+from dashboard.routes.elders import AUTH
 
 router = APIRouter(prefix="/api/v1/centers", tags=["centers"])
 
-FORBIDDEN: Responses = {403: {"description": "Not an admin, or the CSRF token is missing"}}
+FORBIDDEN: Responses = errors(403, s403="Not an admin, or the CSRF token is missing")
 
 
 class CenterOut(BaseModel):
@@ -60,7 +61,7 @@ def list_centers(conn: Conn, user: CurrentUser) -> list[CenterOut]:
 @router.post(
     "/{center_id}/duty",
     dependencies=[Depends(require_csrf)],
-    responses={**AUTH, **FORBIDDEN, 404: {"description": "Unknown centre"}},
+    responses={**AUTH, **FORBIDDEN, **errors(404, s404="Unknown centre")},
 )
 def set_duty(
     center_id: str, body: DutyIn, request: Request, conn: Conn, user: AdminUser, now: NowMs

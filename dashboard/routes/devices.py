@@ -9,9 +9,10 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from dashboard.deps import Conn, CurrentUser, NowMs
+from dashboard.errors import Responses, errors
 from dashboard.queries import telemetry as tq
 from dashboard.queries.devices import get_device
-from dashboard.routes.elders import AUTH, DeviceOut, Responses
+from dashboard.routes.elders import AUTH, DeviceOut
 from ingest.migrate import StorageMode, recorded_mode
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
@@ -26,7 +27,7 @@ WINDOWS_MS = {"fall": (30_000, 30_000), "wandering": (1_800_000, 1_800_000)}
 DEFAULT_WINDOW_MS = (600_000, 600_000)
 RAW_LIMIT = 5_000  # rows of one raw window
 
-NOT_VISIBLE: Responses = {404: {"description": "Unknown, or not linked to this family account"}}
+NOT_VISIBLE: Responses = errors(404, s404="Unknown, or not linked to this family account")
 
 
 class TelemetryOut(BaseModel):
@@ -81,7 +82,7 @@ def device(device_id: str, conn: Conn, user: CurrentUser) -> DeviceOut:
 
 @router.get(
     "/devices/{device_id}/telemetry",
-    responses={**AUTH, **NOT_VISIBLE, 422: {"description": "Bad range or too many buckets"}},
+    responses={**AUTH, **NOT_VISIBLE, **errors(422, s422="Bad range or too many buckets")},
 )
 def device_telemetry(
     device_id: str,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashboard.accounts import Role, User
 from dashboard.deps import Conn, CurrentUser
+from dashboard.errors import Responses, errors
 from dashboard.queries import elders as elders_q
 from dashboard.queries.devices import DeviceView, devices_of_elders
 from gateway import Family
@@ -16,12 +17,8 @@ from gateway.fleet import hhmm
 
 router = APIRouter(prefix="/api/v1/elders", tags=["elders"])
 
-Responses = dict[int | str, dict[str, Any]]
-
-NOT_VISIBLE: Responses = {
-    404: {"description": "Unknown elder, or not linked to this family account"}
-}
-AUTH: Responses = {401: {"description": "Not logged in"}}
+AUTH: Responses = errors(401, 422)
+NOT_VISIBLE: Responses = errors(404, s404="Unknown elder, or not linked to this family account")
 
 
 class WindowOut(BaseModel):

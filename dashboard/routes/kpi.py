@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from alerting.kpi import ANSWER_TARGETS
 from dashboard.accounts import Role
 from dashboard.deps import Conn, NowMs, require_roles
+from dashboard.errors import errors
 from dashboard.queries import kpi as kpi_q
 from dashboard.routes.elders import AUTH
 
@@ -65,8 +66,7 @@ class KpiPanel(BaseModel):
     dependencies=[Depends(require_roles(Role.ADMIN, Role.DISPATCHER))],
     responses={
         **AUTH,
-        403: {"description": "Family accounts see no centre figures"},
-        422: {"description": "since_ts after until_ts"},
+        **errors(403, 422, s403="Family accounts see no centre figures"),
     },
 )
 def kpi(

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import psycopg
@@ -43,6 +43,8 @@ Clock = Callable[[], int]
 # Cane windows are bulky: catch the fall detector up on the last minute only.
 _CANE_CATCHUP_MS = 60_000
 _FLEET_RELOAD_S = 10.0
+# Engine counters of what it acted on; every other counter is an input it suppressed.
+_ACTED_ON = frozenset({"messages", "triggers", "clears"})
 _START_BACKOFF_MAX_S = 30.0
 # Ingest commits a batch within its batch wait (100 ms by default): five times that.
 _INGEST_LAG_S = 0.5
@@ -473,12 +475,19 @@ class AlertingService:
             last_tick_s=self._last_tick_ms / 1000,
             last_tick_age_s=time.monotonic() - self._last_tick_mono,
             triggers=engine.stats.triggers if engine else 0,
-            suppressed={
-                "duplicate": engine.stats.duplicates if engine else 0,
-                "unknown_device": engine.stats.unknown_devices if engine else 0,
-                "invalid": self.stats.invalid,
-            },
+            suppressed=self._suppressed(),
         )
+
+    def _suppressed(self) -> dict[str, int]:
+        """Inputs not acted on, by reason: the engine's counters besides what it acted on."""
+        out = {"invalid": self.stats.invalid}
+        if self.engine is not None:
+            stats = self.engine.stats
+            for f in fields(stats):
+                value = getattr(stats, f.name)
+                if isinstance(value, int) and f.name not in _ACTED_ON:
+                    out[f.name] = value
+        return out
 
     def raised(self) -> list[AlertRow]:
         """Alerts this run raised (newest last)."""

@@ -89,3 +89,4 @@ def test_metrics_health_and_readiness(
     assert _value(text, "alerting_oldest_unacknowledged_seconds") >= 0.5
     assert _value(text, "alerting_last_tick_timestamp_seconds") > ts / 1000 - 5
     assert 'alerting_suppressed_inputs_total{reason="invalid"} 1.0' in text
+    assert 'alerting_suppressed_inputs_total{reason="duplicates"}' in text

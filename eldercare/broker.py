@@ -1,28 +1,28 @@
-"""Local MQTT brokers for tests, benchmarks and the demo: Mosquitto with the shipped config."""
+"""Local MQTT brokers for tests, benchmarks and the demo: Mosquitto with the shipped config,
+and the MQTT 5 probe that `eldercare up` requires of any broker."""
 
 from __future__ import annotations
 
-import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
-import threading
 import time
+import uuid
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from gateway.mqtt import DEFAULT_MQTT_URL, parse_mqtt_url
 
 logger = logging.getLogger(__name__)
 
 _REPLACED = r"(?m)^\s*(listener|persistence_location|pid_file|log_dest|user)\b.*\n?"
-_amqtt_threads: list[threading.Thread] = []
 
 
 def shipped_conf() -> str:
@@ -101,52 +101,132 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
             proc.wait()
 
 
-def _run_amqtt(port: int, ready: threading.Event) -> None:
-    from amqtt.broker import Broker
-
-    config: dict[str, Any] = {
-        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-        "auth": {"allow-anonymous": True, "plugins": ["auth_anonymous"]},
-        "topic-check": {"enabled": False},
-    }
-
-    async def main() -> None:
-        broker = Broker(config)
-        await broker.start()
-        ready.set()
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+class BrokerUnavailable(RuntimeError):
+    """No MQTT 5 broker to run against; the message says why and how to get one."""
 
 
-def start_amqtt(port: int) -> str:
-    """Run an in-process amqtt broker in a daemon thread; returns its URL."""
-    ready = threading.Event()
-    thread = threading.Thread(target=_run_amqtt, args=(port, ready), daemon=True, name="amqtt")
-    thread.start()
-    _amqtt_threads.append(thread)
-    url = f"mqtt://127.0.0.1:{port}"
-    if not ready.wait(10) or not broker_reachable(url):
-        raise RuntimeError("the in-process amqtt broker did not start")
-    return url
+_HOW = (
+    "every service speaks MQTT 5: install Mosquitto >= 2 (apt-get install mosquitto) so one "
+    "can be started here, or set MQTT_URL to an MQTT 5 broker"
+)
+
+
+def _utf8(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack("!H", len(raw)) + raw
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def mqtt5_connect_packet(client_id: str, username: str | None, password: str | None) -> bytes:
+    """An MQTT 5 CONNECT (§3.1): clean start, 10 s keep alive, no properties."""
+    flags = 0x02 | (0x80 if username else 0) | (0x40 if password else 0)
+    variable = _utf8("MQTT") + bytes([5, flags]) + struct.pack("!H", 10) + _varint(0)
+    payload = _utf8(client_id)
+    if username:
+        payload += _utf8(username)
+    if password:
+        payload += _utf8(password)
+    body = variable + payload
+    return bytes([0x10]) + _varint(len(body)) + body
+
+
+def _read_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _read_packet(sock: socket.socket) -> tuple[int, bytes] | None:
+    head = _read_exact(sock, 1)
+    if not head:
+        return None
+    length, shift = 0, 0
+    for _ in range(4):
+        byte = _read_exact(sock, 1)
+        if not byte:
+            return None
+        length |= (byte[0] & 0x7F) << shift
+        shift += 7
+        if not byte[0] & 0x80:
+            break
+    return head[0], _read_exact(sock, length)
+
+
+def mqtt5_refusal(url: str, timeout_s: float = 3.0) -> str | None:
+    """Why the broker at `url` cannot serve the platform, or None when it accepts MQTT 5.
+
+    Sends an MQTT 5 CONNECT and reads the CONNACK (§3.2): an MQTT 5 broker answers with a
+    reason code and a properties section; a 3.1.1-only broker answers "unacceptable protocol
+    version" in the 3.1.1 format (§3.2.2.3 of 3.1.1) or closes the connection.
+    """
+    try:
+        addr = parse_mqtt_url(url)
+    except ValueError as exc:
+        return str(exc)
+    client_id = f"eldercare-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        with socket.create_connection((addr.host, addr.port), timeout=timeout_s) as sock:
+            sock.sendall(mqtt5_connect_packet(client_id, addr.username, addr.password))
+            packet = _read_packet(sock)
+            if packet is not None and packet[0] >> 4 == 2 and len(packet[1]) >= 3:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"\xe0\x00")  # DISCONNECT, normal (§3.14)
+    except (OSError, TimeoutError) as exc:
+        return f"{addr.url} does not answer an MQTT 5 CONNECT: {exc}"
+    if packet is None:
+        return f"{addr.url} closed the connection on an MQTT 5 CONNECT (no MQTT 5)"
+    kind, body = packet
+    if kind >> 4 != 2 or len(body) < 2:
+        return f"{addr.url} is not an MQTT broker (answered packet type {kind >> 4})"
+    if len(body) < 3:
+        return f"{addr.url} speaks MQTT 3.1.1 only (CONNACK return code {body[1]})"
+    if body[1] != 0:
+        return f"{addr.url} refused an MQTT 5 connection (reason code 0x{body[1]:02x})"
+    return None
 
 
 def ensure_broker(local_url: str = DEFAULT_MQTT_URL, *, allow_mosquitto: bool = True) -> str:
-    """A broker URL to use: $MQTT_URL if set; else `local_url` if it answers; else a Mosquitto
-    with the shipped configuration on a free port (if installed and allowed); else an
-    in-process amqtt broker. A broker started here is stopped when the process exits.
+    """An MQTT 5 broker URL to use: $MQTT_URL if set; else `local_url` if it accepts MQTT 5;
+    else a Mosquitto with the shipped configuration on a free port (if installed and allowed),
+    stopped when the process exits.
+
+    Raises:
+        BrokerUnavailable: $MQTT_URL does not accept MQTT 5, or nothing here can; the message
+            says why and how to get a broker.
     """
     url = os.environ.get("MQTT_URL")
     if url:
+        refusal = mqtt5_refusal(url)
+        if refusal is not None:
+            raise BrokerUnavailable(f"MQTT_URL: {refusal}; {_HOW}")
         return url
-    if broker_reachable(local_url):
+    local = mqtt5_refusal(local_url)
+    if local is None:
         return local_url
+    if not allow_mosquitto or shutil.which("mosquitto") is None:
+        raise BrokerUnavailable(
+            f"no MQTT 5 broker: {local}, and mosquitto is not installed; {_HOW}"
+        )
     port = free_port()
-    if allow_mosquitto and shutil.which("mosquitto"):
-        data_dir = Path(tempfile.mkdtemp(prefix="eldercare-mosquitto-"))
-        proc = start_mosquitto(port, data_dir)
-        atexit.register(stop, proc)
-        logger.info("started mosquitto on port %d (data in %s)", port, data_dir)
-        return f"mqtt://127.0.0.1:{port}"
-    logger.info("starting an in-process amqtt broker on %d", port)
-    return start_amqtt(port)
+    data_dir = Path(tempfile.mkdtemp(prefix="eldercare-mosquitto-"))
+    proc = start_mosquitto(port, data_dir)
+    atexit.register(stop, proc)
+    started = f"mqtt://127.0.0.1:{port}"
+    refusal = mqtt5_refusal(started)
+    if refusal is not None:
+        stop(proc)
+        raise BrokerUnavailable(f"the mosquitto started here: {refusal}; {_HOW}")
+    logger.info("started mosquitto on port %d (data in %s)", port, data_dir)
+    return started

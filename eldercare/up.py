@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ import psycopg
 
 from alerting.service import AlertingService
 from alerting.settings import AlertingSettings
-from eldercare.broker import ensure_broker
+from eldercare.broker import BrokerUnavailable, ensure_broker
 from firmware_sim import Simulation, generate_fleet
 from gateway import Fleet, fleet_to_dict, parse_fleet
+from ingest import pg
 from ingest.db import connect
 from ingest.metrics import IngestMetrics
 from ingest.migrate import apply_migrations, recorded_mode
@@ -35,9 +37,11 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "up",
         help="run broker, ingest, alerting and a simulated district in one process",
         description=(
-            "Start the whole platform on one machine: a broker ($MQTT_URL, else the local "
-            "Mosquitto, else one started here), the database schema ($DATABASE_URL), ingest, "
-            "alerting, and a simulated district driving it. Prints live counts until Ctrl-C."
+            "Start the whole platform on one machine: an MQTT 5 broker ($MQTT_URL, else the "
+            "local Mosquitto, else one started here), the database schema ($DATABASE_URL), "
+            "ingest, alerting, and a simulated district driving it. Prints live counts until "
+            "Ctrl-C. Exits non-zero, and stops everything it started, when there is no MQTT 5 "
+            "broker or database, or a service is not ready in time or stops while running."
         ),
     )
     p.add_argument("--elders", type=int, default=1000, help="district size (default 1000)")
@@ -53,6 +57,12 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         help="multiply spontaneous incident rates so a demo shows some (default 20)",
     )
     p.add_argument("--every", type=float, default=5.0, help="seconds between status lines")
+    p.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=60.0,
+        help="seconds each service may take to become ready before up gives up (default 60)",
+    )
     p.set_defaults(handler=run_up)
 
 
@@ -67,7 +77,8 @@ def _fleet(args: argparse.Namespace) -> Fleet:
 
 
 def _prepare_database(url: str, fleet: Fleet) -> str:
-    with connect(url) as conn:
+    # Migrations may rewrite a large table: no statement timeout (keepalives still apply).
+    with connect(url, statement_timeout_ms=0) as conn:
         applied = apply_migrations(conn)
         mode = recorded_mode(conn)
         result = import_fleet(conn, fleet)
@@ -106,9 +117,86 @@ def _status_line(sim: Simulation, metrics: IngestMetrics, conn: psycopg.Connecti
     )
 
 
+class _Services:
+    """The service threads `up` started: each one's fatal error, if it stopped by one."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.threads: dict[str, threading.Thread] = {}
+        self.errors: dict[str, BaseException] = {}
+
+    def start(self, name: str, run: Callable[[threading.Event], None]) -> None:
+        def target() -> None:
+            try:
+                run(self.stop)
+            except BaseException as exc:
+                logger.exception("%s stopped by an error", name)
+                self.errors[name] = exc
+
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self.threads[name] = thread
+        thread.start()
+
+    def dead(self) -> str | None:
+        """Why a service is no longer running although nothing asked it to stop, or None."""
+        if self.stop.is_set():
+            return None
+        for name, thread in self.threads.items():
+            if not thread.is_alive():
+                error = self.errors.get(name)
+                why = f"{type(error).__name__}: {error}" if error else "it returned"
+                return f"{name} stopped while running ({why})"
+        return None
+
+    def wait_ready(
+        self, checks: dict[str, Callable[[float], bool]], timeout_s: float
+    ) -> str | None:
+        """Wait until every service is ready; the reason when one dies or times out first."""
+        deadline = time.monotonic() + timeout_s
+        for name, ready in checks.items():
+            while not ready(max(0.0, min(0.5, deadline - time.monotonic()))):
+                dead = self.dead()
+                if dead is not None:
+                    return dead
+                if time.monotonic() >= deadline:
+                    return f"{name} did not become ready within {timeout_s:g} s"
+        return None
+
+    def join(self, timeout_s: float) -> None:
+        self.stop.set()
+        deadline = time.monotonic() + timeout_s
+        for thread in self.threads.values():
+            thread.join(max(0.1, deadline - time.monotonic()))
+
+
+def _fail(reason: str) -> int:
+    print(f"eldercare up: {reason}; stopping", file=sys.stderr, flush=True)
+    return 1
+
+
+def _safe_status_line(
+    sim: Simulation, metrics: IngestMetrics, conn: psycopg.Connection[Any]
+) -> str:
+    try:
+        return _status_line(sim, metrics, conn)
+    except psycopg.Error as exc:
+        logger.warning("status line unavailable: %s", exc)
+        return f"devices online {sim.stats.online}/{sim.stats.devices} | database: {exc}"
+
+
 def run_up(args: argparse.Namespace) -> int:
-    """Run the platform until Ctrl-C or `--duration`."""
-    broker = ensure_broker()
+    """Run the platform until Ctrl-C or `--duration`.
+
+    Returns:
+        0 after a clean stop; 2 when the broker or the database is missing; 1 when a service
+        does not become ready within `--ready-timeout` or stops while running. Everything
+        started here is stopped before returning.
+    """
+    try:
+        broker = ensure_broker()
+    except BrokerUnavailable as exc:
+        print(f"eldercare up: {exc}", file=sys.stderr)
+        return 2
     # Under a prefix the service sessions get their own client ids, so two platforms can share
     # one broker (MQTT 3.1.3.1: a second connection with the same id takes the session over).
     # One consumer of each kind runs here, so plain subscriptions: Mosquitto 2.0 does not restore
@@ -128,7 +216,6 @@ def run_up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    stop = threading.Event()
     metrics = IngestMetrics()
     ingest = IngestService(ingest_settings, metrics=metrics)
     alerting_settings = AlertingSettings(
@@ -137,14 +224,30 @@ def run_up(args: argparse.Namespace) -> int:
     if args.prefix:
         alerting_settings.client_id = f"{args.prefix}{alerting_settings.client_id}"
     alerting = AlertingService(alerting_settings)
-    threads = [
-        threading.Thread(target=svc.run, args=(stop,), name=name, daemon=True)
-        for name, svc in (("ingest", ingest), ("alerting", alerting))
-    ]
-    for t in threads:
-        t.start()
-    ingest.wait_subscribed(30)
-    alerting.ready.wait(30)
+    services = _Services(threading.Event())
+    services.start("ingest", ingest.run)
+    services.start("alerting", alerting.run)
+    try:
+        not_ready = services.wait_ready(
+            {"ingest": ingest.wait_subscribed, "alerting": alerting.ready.wait},
+            args.ready_timeout,
+        )
+        if not_ready is not None:
+            return _fail(not_ready)
+        return _drive(args, broker, mode, fleet, metrics, services, db_url)
+    finally:
+        services.join(30)
+
+
+def _drive(
+    args: argparse.Namespace,
+    broker: str,
+    mode: str,
+    fleet: Fleet,
+    metrics: IngestMetrics,
+    services: _Services,
+    db_url: str,
+) -> int:
     sim = Simulation(
         fleet,
         mqtt_url=broker,
@@ -162,18 +265,25 @@ def run_up(args: argparse.Namespace) -> int:
         flush=True,
     )
     sim_thread = sim.start()
+    failure: str | None = None
     try:
-        with psycopg.connect(db_url, autocommit=True) as status_conn:
+        with pg.connect(db_url, autocommit=True, application_name="eldercare-up") as status_conn:
+            next_line = time.monotonic() + args.every
             while sim_thread.is_alive():
-                sim_thread.join(args.every)
-                print(_status_line(sim, metrics, status_conn), file=sys.stderr, flush=True)
+                sim_thread.join(0.5)
+                failure = services.dead()
+                if failure is not None:
+                    break
+                if time.monotonic() >= next_line:
+                    next_line += args.every
+                    print(_safe_status_line(sim, metrics, status_conn), file=sys.stderr, flush=True)
+            else:
+                print(_safe_status_line(sim, metrics, status_conn), file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print("stopping...", file=sys.stderr)
     finally:
         sim.stop()
         sim_thread.join(30)
-        time.sleep(1.0)  # let the last QoS 1 messages reach ingest before it flushes
-        stop.set()
-        for t in threads:
-            t.join(30)
-    return 0
+        if failure is None:
+            time.sleep(1.0)  # let the last QoS 1 messages reach ingest before it flushes
+    return 0 if failure is None else _fail(failure)

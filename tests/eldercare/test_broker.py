@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from eldercare.broker import ensure_broker, free_port
+from eldercare import broker
+from eldercare.broker import BrokerUnavailable, ensure_broker, free_port, mqtt5_refusal
 from gateway.mqtt import parse_mqtt_url
 
 
@@ -33,14 +37,25 @@ def round_trip(url: str, topic: str) -> bytes:
     return got[0] if got else b""
 
 
-def test_mqtt_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MQTT_URL", "mqtt://broker.example:1884")
-    assert ensure_broker() == "mqtt://broker.example:1884"
+def test_mqtt_url_wins(monkeypatch: pytest.MonkeyPatch, mqtt_url: str) -> None:
+    monkeypatch.setenv("MQTT_URL", mqtt_url)
+    assert ensure_broker(f"mqtt://127.0.0.1:{free_port()}") == mqtt_url
+
+
+def test_mqtt_url_without_mqtt5_is_refused(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    # A real server that is no MQTT 5 broker: PostgreSQL's port.
+    pg = urlsplit(database_url)
+    monkeypatch.setenv("MQTT_URL", f"mqtt://{pg.hostname}:{pg.port or 5432}")
+    with pytest.raises(BrokerUnavailable, match=r"MQTT_URL: .*no MQTT 5.*install Mosquitto"):
+        ensure_broker()
 
 
 def test_a_reachable_local_broker_is_used(monkeypatch: pytest.MonkeyPatch, mqtt_url: str) -> None:
     monkeypatch.delenv("MQTT_URL", raising=False)
     assert ensure_broker(mqtt_url) == mqtt_url
+    assert mqtt5_refusal(mqtt_url) is None
 
 
 def test_mosquitto_is_started_when_nothing_answers(
@@ -50,12 +65,22 @@ def test_mosquitto_is_started_when_nothing_answers(
     silent = f"mqtt://127.0.0.1:{free_port()}"
     url = ensure_broker(silent)
     assert url != silent
+    assert mqtt5_refusal(url) is None
     assert round_trip(url, f"{topic_prefix}x") == b"hello"
 
 
-def test_in_process_broker_when_mosquitto_is_not_allowed(
-    monkeypatch: pytest.MonkeyPatch, topic_prefix: str
+def test_no_broker_and_no_mosquitto_is_an_error_not_a_fallback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("MQTT_URL", raising=False)
-    url = ensure_broker(f"mqtt://127.0.0.1:{free_port()}", allow_mosquitto=False)
-    assert round_trip(url, f"{topic_prefix}y") == b"hello"
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mosquitto on it
+    silent = f"mqtt://127.0.0.1:{free_port()}"
+    with pytest.raises(BrokerUnavailable, match=r"mosquitto is not installed.*MQTT_URL"):
+        ensure_broker(silent)
+    with pytest.raises(BrokerUnavailable):
+        ensure_broker(silent, allow_mosquitto=False)
+
+
+def test_amqtt_is_gone() -> None:
+    assert importlib.util.find_spec("amqtt") is None
+    assert not hasattr(broker, "start_amqtt")

@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 
+from alerting.dispatch_cli import DUTY_CHANNEL
 from gateway import CareCenter
 
 Conn = psycopg.Connection[Any]
@@ -44,12 +45,17 @@ def list_centers(conn: Conn) -> list[CenterView]:
 
 
 def set_duty(conn: Conn, center_id: str, on_duty: bool) -> CenterView | None:
-    """Switch a centre on or off duty (in the caller's transaction); None when unknown."""
+    """Switch a centre on or off duty (in the caller's transaction); None when unknown.
+
+    The alerting service reloads centres on a timer; the notification (delivered at commit)
+    lets it re-route at once, as `eldercare centre duty` does.
+    """
     found = conn.execute(
         "UPDATE care_centers SET on_duty = %s, updated_at = now() WHERE id = %s RETURNING id",
         (on_duty, center_id),
     ).fetchone()
     if found is None:
         return None
+    conn.execute("SELECT pg_notify(%s, %s)", (DUTY_CHANNEL, center_id))
     row = conn.execute(_CENTERS + " WHERE c.id = %s", (center_id,)).fetchone()
     return None if row is None else _view(row)

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from alerting.dispatch_cli import DUTY_CHANNEL
 from dashboard.deps import CSRF_HEADER
 from ingest.registry import load_centers_on_duty
 from tests.dashboard.conftest import DashFleet, RaiseAlert
@@ -40,8 +41,12 @@ def test_duty_switch_is_admin_only_and_audited(
     admin.headers[CSRF_HEADER] = token
     assert admin.post(url, json={"on_duty": "maybe"}).status_code == 422
     assert admin.post("/api/v1/centers/cc-none/duty", json={"on_duty": False}).status_code == 404
-    got = admin.post(url, json={"on_duty": False})
+    with psycopg.connect(schema_url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {DUTY_CHANNEL}")
+        got = admin.post(url, json={"on_duty": False})
+        woken = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
     assert got.status_code == 200 and got.json()["on_duty"] is False
+    assert woken == [dash_fleet.center_a]  # the alerting service re-routes at once
     with psycopg.connect(schema_url) as conn:
         duty = {c.id: d for c, d in load_centers_on_duty(conn)}
         audit = conn.execute(

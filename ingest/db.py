@@ -404,7 +404,7 @@ def _write_last_seen(conn: Conn, seen: Sequence[LastSeen]) -> None:
             [s.online for s in seen],
             [s.status_ms for s in seen],
             [s.heartbeat_s for s in seen],
-            [s.battery_pct for s in seen],
+            [to_float4(s.battery_pct) for s in seen],
             [s.battery_ts for s in seen],
         ),
     )

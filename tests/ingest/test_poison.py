@@ -42,13 +42,18 @@ def test_underflowing_real_is_stored_as_float4_zero(
     settings = settings_for(registered, mqtt_url, topic_prefix, write_method=method)
     with running(settings):
         for seq, value in enumerate((0.02, 1e-50, 1e-40, 0.05)):
-            publisher.publish(*_smoke(fleet, topic_prefix, seq, smoke_db_m=value))
+            # battery_pct also reaches device_last_seen, written with unnest by both methods.
+            message = _smoke(fleet, topic_prefix, seq, smoke_db_m=value, battery_pct=value)
+            publisher.publish(*message)
         publisher.wait()
         assert wait_for(lambda: _stored(registered)[0] == 4, 30), _stored(registered)
     _, dead, smoke = _stored(registered)
     assert dead == []
     assert smoke[1] == 0.0 and 0 < smoke[2] < 1e-39  # float4 subnormal, as binary COPY keeps it
     assert smoke[0] == pytest.approx(0.02) and smoke[3] == pytest.approx(0.05)
+    with psycopg.connect(registered, autocommit=True) as conn:
+        battery = conn.execute("SELECT battery_pct FROM device_last_seen").fetchone()
+    assert battery == (pytest.approx(0.05),)
 
 
 @pytest.mark.parametrize("method", list(WriteMethod), ids=[m.value for m in WriteMethod])

@@ -24,6 +24,8 @@ from dashboard.queries import feed as feed_q
 logger = logging.getLogger(__name__)
 
 CHANNEL = "alert_feed"
+# Notified with the hex SHA-256 of a session's token when it ends (migration 032).
+SESSION_CHANNEL = "session_end"
 
 
 @dataclass(eq=False)
@@ -36,6 +38,7 @@ class Subscriber:
     # Set when the client must go: it fell behind (`dropped`) or the feed is stopping.
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: bool = False
+    signed_out: bool = False
 
     def offer(self, event_id: int, text: str) -> None:
         """Queue a live event; on overflow drop the client and free its queue at once."""
@@ -114,6 +117,13 @@ class FeedHub:
         """Forget a client."""
         self.subscribers.discard(sub)
 
+    def end_session(self, token_hash_hex: str) -> None:
+        """Close every client of a session that ended (sign-out, disabled, new password)."""
+        for sub in list(self.subscribers):
+            if sub.user.session_hash.hex() == token_hash_hex:
+                sub.signed_out = True
+                sub.end()
+
     def wake(self) -> None:
         """Make the reader look for new events now."""
         self._wake.set()
@@ -154,10 +164,14 @@ class FeedHub:
                 conn = await self._listen_factory()
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {SESSION_CHANNEL}")
                     backoff_s = 0.5
                     self.wake()  # events committed while not listening
-                    async for _ in conn.notifies():
-                        self.wake()
+                    async for note in conn.notifies():
+                        if note.channel == SESSION_CHANNEL:
+                            self.end_session(note.payload)
+                        else:
+                            self.wake()
             except psycopg.Error as exc:
                 logger.warning("feed: LISTEN connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(backoff_s)

@@ -49,8 +49,8 @@ def _same_origin(ws: WebSocket) -> bool:
 async def feed(ws: WebSocket, after: int | None = None) -> None:
     """Backlog after `after` (when given), then live events; one JSON FeedEvent per message.
 
-    Closes with 4401 without a session, 4403 from another origin, 1013 when the client
-    cannot keep up (it resumes with `?after=` its last event id).
+    Closes with 4401 without a session or when it ends, 4403 from another origin, 1013 when
+    the client cannot keep up (it resumes with `?after=` its last event id).
     """
     user = await asyncio.to_thread(_session_user, ws)
     await ws.accept()
@@ -76,7 +76,10 @@ async def feed(ws: WebSocket, after: int | None = None) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError):
                 await task  # collect every outcome (a client gone mid-send is no error)
-    if sub.dropped:
+    if sub.signed_out:
+        with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+            await ws.close(CLOSE_UNAUTHORISED, "signed out")
+    elif sub.dropped:
         # A client that does not read at all would block the close frame forever; past the
         # wait, the server drops the connection (its keepalive ping goes unanswered).
         with contextlib.suppress(TimeoutError, WebSocketDisconnect, OSError, RuntimeError):

@@ -201,3 +201,19 @@ def test_every_other_console_sees_taken_by_within_a_second(
         assert msg["alert"]["taken_by"] == name
         assert msg["transition"]["to_status"] == "acknowledged"
     assert elapsed_s < 1.0
+
+
+def test_signing_out_closes_the_sessions_feed_with_4401(
+    client_as: ClientAs, raise_alert: RaiseAlert, dash_fleet: DashFleet
+) -> None:
+    leaving, staying = client_as("dispatcher"), client_as("dispatcher")
+    with (
+        leaving.websocket_connect(f"{WS_BASE}/api/v1/feed") as ws1,
+        staying.websocket_connect(f"{WS_BASE}/api/v1/feed") as ws2,
+    ):
+        assert leaving.post("/api/v1/auth/logout", json={}).status_code == 204
+        with pytest.raises(WebSocketDisconnect) as err:
+            ws1.receive_json()
+        assert err.value.code == 4401
+        alert = raise_alert(dash_fleet.elders[0])
+        assert ws2.receive_json()["alert"]["alert_id"] == alert.alert_id

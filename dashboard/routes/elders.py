@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashboard.accounts import Role, User
-from dashboard.deps import Conn, CurrentUser
+from dashboard.deps import Conn, CurrentUser, NowMs
 from dashboard.errors import Responses, errors
 from dashboard.queries import elders as elders_q
+from dashboard.queries import users as users_q
 from dashboard.queries.devices import DeviceView, devices_of_elders
 from gateway import Family
 from gateway.fleet import hhmm
@@ -128,16 +130,29 @@ class ElderPage(BaseModel):
     next_cursor: str | None
 
 
-def elder_card(conn: Conn, user: User, elder_id: str) -> ElderCard | None:
-    """The card of an elder as `user` may see it; None when unknown or not visible."""
+def elder_card(
+    conn: Conn, user: User, elder_id: str, now_ms: int | None = None
+) -> ElderCard | None:
+    """The card of an elder as `user` may see it; None when unknown or not visible.
+
+    Every answer that reveals the access code is recorded in the audit trail (at `now_ms`,
+    default the wall clock): who saw a key-safe code, and when, must be on record.
+    """
     if not user.sees_elder(elder_id):
         return None
     elder = elders_q.get_elder(conn, elder_id)
     if elder is None:
         return None
-    shows_code = user.role is Role.ADMIN or (
-        user.role is Role.DISPATCHER and elders_q.holds_taken_alert(conn, elder_id, user.username)
+    shows_code = elder.access_code is not None and (
+        user.role is Role.ADMIN
+        or (
+            user.role is Role.DISPATCHER
+            and elders_q.holds_taken_alert(conn, elder_id, user.username)
+        )
     )
+    if shows_code:
+        at = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        users_q.audit(conn, user, "access_code.view", at, target=elder_id)
     return ElderCard(
         id=elder.id,
         name=elder.name,
@@ -170,9 +185,9 @@ def list_elders(
 
 
 @router.get("/{elder_id}", responses={**AUTH, **NOT_VISIBLE})
-def get_elder(elder_id: str, conn: Conn, user: CurrentUser) -> ElderCard:
+def get_elder(elder_id: str, conn: Conn, user: CurrentUser, now: NowMs) -> ElderCard:
     """The elder's card."""
-    card = elder_card(conn, user, elder_id)
+    card = elder_card(conn, user, elder_id, now)
     if card is None:
         raise HTTPException(404, "no such elder")
     return card

@@ -106,4 +106,10 @@ def test_access_code_only_for_admin_and_the_holder_of_a_taken_alert(
     assert family.get(url).json()["access_code"] is None
     with psycopg.connect(schema_url) as conn:
         conn.execute("UPDATE alerts SET status = 'resolved' WHERE alert_id = %s", (alert.alert_id,))
+        seen = conn.execute(
+            "SELECT username FROM audit WHERE action = 'access_code.view' AND target = %s"
+            " ORDER BY id",
+            (responders,),
+        ).fetchall()
     assert holder.get(url).json()["access_code"] is None
+    assert [name for (name,) in seen][1:] == ["holder"]  # the admin's view, then the holder's

@@ -105,6 +105,9 @@ class Outbox:
         self.path = path
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        # (our alert as now stored, cancelled; the alert it was merged into) of the last
+        # reconcile: both changed what a centre saw, so the caller publishes them.
+        self.merged: list[tuple[AlertRow, AlertRow]] = []
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -199,6 +202,7 @@ class Outbox:
                 reconciled stays here).
         """
         out: list[AlertRow] = []
+        self.merged = []
         if not self._exists():
             return out
         for alert in self.pending():
@@ -208,6 +212,11 @@ class Outbox:
                     _insert_transition(conn, key, *t)
                 if stored.alert_id != alert.alert_id:
                     _merged_transition(conn, alert, stored.alert_id)
+                    note = f"merged into {stored.alert_id}"
+                    closed = replace(
+                        alert, status=AlertStatus.CANCELLED, closed_ts=alert.updated_ts, reason=note
+                    )
+                    self.merged.append((closed, stored))
             with self._lock, self._db:
                 self._db.execute("DELETE FROM transitions WHERE alert_id = ?", (alert.alert_id,))
                 self._db.execute("DELETE FROM alerts WHERE alert_id = ?", (alert.alert_id,))
@@ -324,16 +333,18 @@ def _merge(conn: Conn, alert: AlertRow) -> AlertRow:
     assert other is not None, "the unique active index reported a conflict"
     target = store.row_to_alert(other)
     up = severity_rank(alert.severity) > severity_rank(target.severity)
-    conn.execute(
+    row = conn.execute(
         "UPDATE alerts SET severity = %s, last_event_ts = greatest(last_event_ts, %s),"
-        " updated_ts = greatest(updated_ts, %s) WHERE alert_id = %s",
+        f" updated_ts = greatest(updated_ts, %s) WHERE alert_id = %s RETURNING {store.COLUMNS}",
         (
             (alert.severity if up else target.severity).value,
             alert.last_event_ts,
             alert.updated_ts,
             target.alert_id,
         ),
-    )
+    ).fetchone()
+    assert row is not None
+    target = store.row_to_alert(row)
     note = f"merged into {target.alert_id}"
     closed = replace(alert, status=AlertStatus.CANCELLED, closed_ts=alert.updated_ts, reason=note)
     conn.execute(

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -40,6 +40,7 @@ from ingest.registry import load_centers_on_duty, load_fleet
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
+T = TypeVar("T")
 # Cane windows are bulky: catch the fall detector up on the last minute only.
 _CANE_CATCHUP_MS = 60_000
 _FLEET_RELOAD_S = 10.0
@@ -49,6 +50,13 @@ _START_BACKOFF_MAX_S = 30.0
 # Ingest commits a batch within its batch wait (100 ms by default): five times that.
 _INGEST_LAG_S = 0.5
 _RECENT_AGAIN_MS = 10_000
+
+
+def _committed(read: Callable[[psycopg.Connection[Any]], T], conn: psycopg.Connection[Any]) -> T:
+    """`read(conn)`, then end its transaction."""
+    out = read(conn)
+    conn.commit()
+    return out
 
 
 def wall_clock_ms() -> int:
@@ -255,8 +263,8 @@ class AlertingService:
         return len(stored)
 
     def _reload_centers(self, conn: psycopg.Connection[Any], writer: AlertWriter) -> None:
-        rows = load_centers_on_duty(conn)
-        conn.commit()  # end the read, so the next reload sees duty changes
+        # Committed: end the read, so the next reload sees duty changes.
+        rows = writer.db(_committed, load_centers_on_duty, conn)
         centers = [c for c, _ in rows]
         if centers != list(writer.centers.values()):
             writer.dispatcher.set_centers(centers)
@@ -269,6 +277,7 @@ class AlertingService:
         assert self.engine is not None and self.writer is not None
         s = self.settings
         self.mqtt = mqtt
+        self._announce_merges(self.writer)
         if s.metrics_port is not None:
             self.metrics.serve(s.metrics_port, self._live)
         try:
@@ -309,10 +318,18 @@ class AlertingService:
     def _attach_outbox(self, conn: psycopg.Connection[Any], writer: AlertWriter) -> None:
         """Give the writer the outbox and store what a previous run left in it."""
         writer.outbox = self.outbox
+        writer.db_deadline_s = self.settings.db_deadline_s
         pending = self.outbox.pending()
         if pending:
             logger.warning("reconciling %d alerts kept in the outbox", len(pending))
-            self.outbox.reconcile(conn)
+            self.outbox.reconcile(conn)  # merges are announced once the broker is up
+
+    def _announce_merges(self, writer: AlertWriter) -> None:
+        """An outbox alert merged into another process's: the centre sees both outcomes."""
+        for closed, into in self.outbox.merged:
+            writer.announce(closed)
+            writer.announce(into, closed.center_id)
+        self.outbox.merged = []
 
     def _offline(self, stop: threading.Event) -> None:
         assert self.writer is not None
@@ -350,14 +367,16 @@ class AlertingService:
             return
         try:
             self.outbox.reconcile(conn)
+            self._announce_merges(self.writer)
             old, self.writer.conn = self.writer.conn, conn
             self.writer.online = True
             self.writer.refresh_active()
         except psycopg.OperationalError:
             self._offline(stop)
             return
-        with contextlib.suppress(psycopg.Error):
-            old.close()
+        if not self.writer.hung():  # else its own thread still uses it; left to the GC
+            with contextlib.suppress(psycopg.Error):
+                old.close()
         logger.info("database back: outbox reconciled")
 
     def _apply(self, action: Action, now: int, stop: threading.Event) -> None:
@@ -372,9 +391,8 @@ class AlertingService:
             self._offline(stop)
 
     def _reload_fleet(self, conn: psycopg.Connection[Any]) -> None:
-        assert self.engine is not None
-        fleet: Fleet = load_fleet(conn)
-        conn.commit()
+        assert self.engine is not None and self.writer is not None
+        fleet: Fleet = self.writer.db(_committed, load_fleet, conn)
         self.engine.set_fleet(fleet, self.clock())
 
     def _handle(self, item: Inbound, stop: threading.Event) -> None:
@@ -425,12 +443,16 @@ class AlertingService:
         self.metrics.dead_letters.labels("internal_error").inc()
         if self.writer.online:
             conn = self.writer.conn
-            try:
+
+            def store() -> None:
                 conn.rollback()
                 store_dead_letter(
                     conn, item.recv_ms, item.topic, item.payload, "internal_error", detail
                 )
                 conn.commit()
+
+            try:
+                self.writer.db(store)
                 return
             except psycopg.Error:
                 with contextlib.suppress(psycopg.Error):

@@ -46,6 +46,9 @@ class AlertingSettings(BaseSettings):
     inbox_size: int = 1000
     # /metrics, /healthz and /readyz; None: not served.
     metrics_port: int | None = None
+    # A statement unanswered this long counts as a database outage (alerting.writer): a
+    # network partition pages from the outbox after this, not after TCP's ~20 s. None: off.
+    db_deadline_s: float | None = 5.0
 
     # Active/standby (alerting.leader): only the holder of a PostgreSQL advisory lock acts.
     # false: every process acts (only with a per-device partitioned broker, see leader.py).

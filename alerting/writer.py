@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -36,6 +38,10 @@ UNROUTED = "unrouted"
 # A repeated trigger of an active alert that changes nothing staff see is re-published at most
 # this often ("still need help"), so a held or hammered button cannot flood a centre's feed.
 REFRESH_PUBLISH_S = 30.0
+# A database that does not answer a statement in this time is treated as down: a network
+# partition would otherwise hold the loop until TCP gives up (ingest.pg: about 20 s).
+DB_DEADLINE_S = 5.0
+T = TypeVar("T")
 
 
 def publish_alert(publish: Publish, alert: AlertRow, prefix: str, *extra_centers: str) -> None:
@@ -82,11 +88,38 @@ class AlertWriter:
         self.active: dict[str, AlertRow] = {}
         self.raised: list[AlertRow] = []
         self.published = 0
+        self.db_deadline_s: float | None = DB_DEADLINE_S
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="alert-db")
+        self._abandoned: Future[Any] | None = None
         self._last_published: dict[str, tuple[int, str]] = {}  # id -> (updated_ts, reason)
+
+    def db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run one database call within `db_deadline_s` (None: without a deadline).
+
+        Raises:
+            psycopg.OperationalError: the database failed, or did not answer in time (the
+                call is abandoned on its own thread and the connection must be replaced).
+        """
+        if self.db_deadline_s is None:
+            return fn(*args)
+        future = self._worker.submit(fn, *args)
+        try:
+            return future.result(timeout=self.db_deadline_s)
+        except FutureTimeout:
+            self._abandoned = future
+            self._worker.shutdown(wait=False)
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="alert-db")
+            raise psycopg.OperationalError(
+                f"no answer from the database in {self.db_deadline_s} s"
+            ) from None
+
+    def hung(self) -> bool:
+        """Whether an abandoned call still holds the current connection."""
+        return self._abandoned is not None and not self._abandoned.done()
 
     def refresh_active(self) -> None:
         """Reload the active alerts (other processes acknowledge and resolve them)."""
-        self.active = {a.alert_id: a for a in store.active_alerts(self.conn)}
+        self.active = {a.alert_id: a for a in self.db(store.active_alerts, self.conn)}
 
     def open_counts(self) -> dict[str, int]:
         """Active incidents (sos, fall, smoke, wandering) per centre: what uses capacity."""
@@ -139,6 +172,10 @@ class AlertWriter:
         else:
             self._last_published.pop(alert.alert_id, None)
 
+    def announce(self, alert: AlertRow, *extra_centers: str) -> None:
+        """Publish an alert's current state (e.g. after the outbox merged it)."""
+        self._publish(alert, *extra_centers)
+
     def _refresh_due(self, alert: AlertRow, now_ms: int) -> bool:
         """Whether a repeated trigger is worth a feed message: new reason, or a while since."""
         last = self._last_published.get(alert.alert_id)
@@ -147,7 +184,7 @@ class AlertWriter:
         return now_ms - last[0] >= REFRESH_PUBLISH_S * 1000
 
     def _raise(self, action: Raise, now_ms: int) -> AlertRow | None:
-        result = store.raise_alert(self.conn, action, self._route, self._locate, now_ms)
+        result = self.db(store.raise_alert, self.conn, action, self._route, self._locate, now_ms)
         if result is None:
             return None
         alert, created, changed = result
@@ -169,7 +206,8 @@ class AlertWriter:
     def _close(self, action: Close, now_ms: int) -> AlertRow | None:
         if action.status is not AlertStatus.CANCELLED and action.kind not in AUTO_CLOSABLE:
             return None
-        alert = store.close_active(
+        alert = self.db(
+            store.close_active,
             self.conn,
             action.elder_id,
             action.kind,
@@ -214,20 +252,27 @@ class AlertWriter:
     def _move(self, before: AlertRow, move: Move, now_ms: int) -> AlertRow | None:
         d = move.decision
         if move.kind == MoveKind.REMINDER:
-            alert = store.remind(self.conn, move.alert_id, now_ms, "reminder: still unanswered")
+            note = "reminder: still unanswered"
+            alert = self.db(store.remind, self.conn, move.alert_id, now_ms, note)
         else:
             note = "escalated: unanswered" if move.kind == MoveKind.ESCALATE else "centre off duty"
-            try:
-                alert = store.transition(
+            center = (d.center_id, d.distance_m, d.in_coverage, d.over_capacity)
+            escalate = move.kind == MoveKind.ESCALATE
+
+            def escalated() -> AlertRow:
+                return store.transition(
                     self.conn,
                     move.alert_id,
                     AlertStatus.ESCALATED,
                     "system",
                     note,
                     now_ms,
-                    center=(d.center_id, d.distance_m, d.in_coverage, d.over_capacity),
-                    escalate=move.kind == MoveKind.ESCALATE,
+                    center=center,
+                    escalate=escalate,
                 )
+
+            try:
+                alert = self.db(escalated)
             except TransitionError:
                 alert = None
         if alert is None:

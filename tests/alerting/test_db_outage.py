@@ -207,3 +207,59 @@ def test_a_handler_bug_is_dead_lettered_as_internal_error_and_not_redelivered(
     ]
     assert "refused for the test" in rows[0][2]
     assert raised == []
+
+
+def _cluster_pids(cluster: Cluster) -> list[int]:
+    postmaster = int((cluster.dir / "data" / "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(postmaster)], capture_output=True, text=True
+    ).stdout.split()
+    return [postmaster, *map(int, children)]
+
+
+@pytest.mark.slow
+def test_a_database_that_stops_answering_pages_after_the_deadline_and_merges_once(
+    cluster: Cluster, mqtt_url: str, topic_prefix: str, device_suffix: str, tmp_path: Path
+) -> None:
+    fleet = small_fleet(device_suffix)
+    prepare_db(cluster.url, fleet)
+    outbox_path = str(tmp_path / "outbox.sqlite3")
+    settings = settings_for(
+        mqtt_url, cluster.url, topic_prefix, outbox_path=outbox_path, db_deadline_s=1.0
+    )
+    listener = AlertListener(mqtt_url, topic_prefix)
+    devices = DevicePublisher(mqtt_url, topic_prefix)
+    try:
+        with running(settings) as service:
+            # Every server process stopped: TCP still answers, PostgreSQL never does.
+            pids = _cluster_pids(cluster)
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                sent = time.monotonic()
+                devices.send(_press(device_suffix, 1, int(time.time() * 1000)))
+                _, opened, got = listener.wait_for(lambda t, m: m.kind is AlertKind.SOS, 15)
+            finally:
+                for pid in pids:
+                    os.kill(pid, signal.SIGCONT)
+            writer = service.writer
+            assert writer is not None
+            _wait(lambda: writer.online, 60, "the service to reconnect")
+            _wait(lambda: Outbox(outbox_path).depth() == 0, 30, "the outbox to drain")
+            time.sleep(0.5)
+        with psycopg.connect(cluster.url) as conn:
+            alerts = store.list_alerts(conn)
+        assert got - sent < 1.0 + 3.0, f"SOS took {got - sent:.2f} s with the database stopped"
+        active = [a for a in alerts if a.active]
+        assert len(active) == 1 and active[0].kind is AlertKind.SOS
+        if active[0].alert_id != opened.alert_id:
+            # The abandoned raise committed once the database woke up: ours was merged into
+            # it, and the centre is told both.
+            (ours,) = [a for a in alerts if a.alert_id == opened.alert_id]
+            note = f"merged into {active[0].alert_id}"
+            assert (ours.status, ours.reason) == (AlertStatus.CANCELLED, note)
+            listener.wait_for(lambda t, m: (m.alert_id, m.reason) == (ours.alert_id, note), 5)
+            listener.wait_for(lambda t, m: m.alert_id == active[0].alert_id, 5)
+    finally:
+        listener.close()
+        devices.close()

@@ -83,7 +83,9 @@ def test_inbox_stays_bounded_while_the_database_stalls_and_nothing_is_lost(
     prepare_db(schema_url, small_fleet(device_suffix))
     flood = 1500
     try:
-        settings = settings_for(url, schema_url, topic_prefix, share_group="", inbox_size=20)
+        settings = settings_for(
+            url, schema_url, topic_prefix, share_group="", inbox_size=20, db_deadline_s=None
+        )
         listener = AlertListener(url, topic_prefix)
         devices = DevicePublisher(url, topic_prefix)
         with running(settings) as service, psycopg.connect(schema_url) as blocker:

@@ -162,7 +162,10 @@ function onEvent(event) {
   if (!upsert(alert)) return;
   renderQueue();
   renderLive();
-  if (alert.alert_id === state.selectedId) debounce("detail", 250, () => select(alert.alert_id));
+  if (alert.alert_id === state.selectedId) {
+    // Refresh the open detail, unless the dispatcher has moved on meanwhile.
+    debounce("detail", 250, () => { if (state.selectedId === alert.alert_id) select(alert.alert_id); });
+  }
   if (!before && needsCue(alert) && mine(alert)) cue(true);
   debounce("centres", 2000, loadCenters);
   if (event.transition && event.transition.to_status !== "open") debounce("kpi", 3000, loadKpi);
@@ -183,6 +186,8 @@ function renderQueue() {
   if (focusedId) list.querySelector(`.q-item[data-id="${CSS.escape(focusedId)}"]`)?.focus();
   state.map?.setAlerts(items);
   renderCriticalBanner(items, now);
+  // Nothing chosen yet: open the head of the queue (without moving the keyboard focus).
+  if (!state.selectedId && items.length) select(items[0].alert_id);
 }
 
 function queueRow(a, now) {
@@ -311,7 +316,7 @@ function renderTelemetry() {
   const elder = state.detail?.elder;
   const home = elder && elder.home_lat != null ? { lat: elder.home_lat, lon: elder.home_lon } : null;
   renderChart($("chart"), state.telemetry, a.event_ts, home);
-  state.map?.setSelection(a.alert_id, state.telemetry?.track || []);
+  state.map?.setSelection(a.alert_id, state.telemetry?.track || [], home);
 }
 
 function renderDetail() {
@@ -427,27 +432,36 @@ async function logStep(step, result) {
   }
 }
 
-function openFireCard() {
+// The card opens at once (a fire does not wait for a network round trip) and fills in the
+// address, access notes and key-holders as soon as the elder's card arrives.
+async function openFireCard() {
   let a = selected();
   if (!a || a.kind !== "smoke") a = queueItems().find((x) => x.kind === "smoke");
   if (!a) {
     toast(t("no_fire"));
     return;
   }
-  if (a.alert_id !== state.selectedId) select(a.alert_id);
-  const elder = state.detail && state.detail.alert.alert_id === a.alert_id ? state.detail.elder : null;
+  const loaded = () => state.detail && state.detail.alert.alert_id === a.alert_id;
+  renderFireCard(a, loaded() ? state.detail.elder : null);
+  $("fire-dialog").showModal();
+  $("fire-called").focus();
+  if (!loaded()) {
+    await select(a.alert_id);
+    if ($("fire-dialog").open && loaded()) renderFireCard(a, state.detail.elder);
+  }
+}
+
+function renderFireCard(a, elder) {
   const body = $("fire-body");
   body.replaceChildren();
   const p = (txt, cls) => { const n = document.createElement("p"); n.textContent = txt; if (cls) n.className = cls; body.append(n); };
   p(t("fire_call", { number: emergencyNumber("smoke") }), "big");
   p(`${t("address")}: ${elder?.address || `${a.lat.toFixed(5)}, ${a.lon.toFixed(5)}`}`, "big");
   p(`${t("name")}: ${a.elder_name || a.elder_id}${elder?.phone ? " · " + elder.phone : ""}`);
-  p(`${t("access_notes")}: ${elder?.notes || t("none")}`);
+  p(`${t("access_notes")}: ${elder ? elder.notes || t("none") : "…"}`);
   if (elder?.access_code) p(`${t("access_code")}: ${elder.access_code}`, "secret");
   const kh = (elder?.families || []).filter((f) => f.key_holder).map((f) => `${f.name} ${f.phone || ""}`);
-  p(`${t("key_holders")}: ${kh.join("; ") || t("none")}`);
-  $("fire-dialog").showModal();
-  $("fire-called").focus();
+  p(`${t("key_holders")}: ${elder ? kh.join("; ") || t("none") : "…"}`);
 }
 
 // ---------------------------------------------------------------- map, centres, KPIs

@@ -60,7 +60,9 @@ function panel(s, alertTs) {
   if (alertTs) {
     const ax = sx(alertTs);
     svg.append(el("line", { x1: ax, x2: ax, y1: T, y2: H - B, stroke: "#b3141b", "stroke-dasharray": "3 2" }));
-    svg.append(el("text", { x: ax + 3, y: H - B - 3, "font-size": 9, fill: "#b3141b" }, t("alert_mark")));
+    const right = ax > W - R - 40; // near the right edge: label on the line's left
+    svg.append(el("text", { x: right ? ax - 3 : ax + 3, y: H - B - 3, "font-size": 9, fill: "#b3141b",
+      "text-anchor": right ? "end" : "start" }, t("alert_mark")));
   }
   const d = s.points.map((p, i) => `${i ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("");
   svg.append(el("path", { d, fill: "none", stroke: "#0b5cad", "stroke-width": 1.5 }));

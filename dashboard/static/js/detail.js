@@ -123,7 +123,7 @@ export function renderElder(box, elder, alert) {
   for (const f of fams) {
     const now = availableNow(f.available);
     const windows = (f.available || []).map((w) => `${w.from}–${w.to}`).join(", ");
-    const line = `${f.key_holder ? "🔑 " : ""}${f.name} (${f.relation || "-"}) ${f.phone || ""}` +
+    const line = `${f.key_holder ? `[${t("key_holder_tag")}] ` : ""}${f.name} (${f.relation || "-"}) ${f.phone || ""}` +
       (windows ? ` · ${windows}` : "") + (now === true ? ` · ${t("available_now")}` : now === false ? ` · ${t("not_available_now")}` : "");
     box.append(text("p", line, now ? "kh now" : "kh"));
   }

@@ -34,13 +34,31 @@ export class DistrictMap {
     this.alerts = [];
     this.selectedId = null;
     this.track = [];
+    this.home = null;
     this.userCenter = null;
   }
 
   setDistrict(fc) { this.district = fc; this.render(); }
   setCenters(list, userCenter) { this.centers = list || []; this.userCenter = userCenter; this.render(); }
   setAlerts(list) { this.alerts = list; this.render(); }
-  setSelection(id, track) { this.selectedId = id; this.track = track || []; this.render(); }
+  // A wandering track zooms the map to the walk and the home, so a 1 km walk is legible.
+  setSelection(id, track, home) {
+    this.selectedId = id;
+    this.track = track || [];
+    this.home = home || null;
+    this.render();
+  }
+
+  zoomBox() {
+    if (this.track.length < 2) return null;
+    const pts = [...this.track, ...(this.home ? [this.home] : [])];
+    const lats = pts.map((p) => p.lat), lons = pts.map((p) => p.lon);
+    const pad = 0.004; // about 450 m around the walk
+    return {
+      south: Math.min(...lats) - pad, north: Math.max(...lats) + pad,
+      west: Math.min(...lons) - pad * 1.3, east: Math.max(...lons) + pad * 1.3,
+    };
+  }
 
   projection() {
     const lats = [];
@@ -55,8 +73,10 @@ export class DistrictMap {
     for (const c of this.centers) { lats.push(c.lat); lons.push(c.lon); }
     if (!lats.length) return null;
     const pad = 0.004;
-    const south = Math.min(...lats) - pad, north = Math.max(...lats) + pad;
-    const west = Math.min(...lons) - pad * 1.3, east = Math.max(...lons) + pad * 1.3;
+    let south = Math.min(...lats) - pad, north = Math.max(...lats) + pad;
+    let west = Math.min(...lons) - pad * 1.3, east = Math.max(...lons) + pad * 1.3;
+    const zoom = this.zoomBox();
+    if (zoom) ({ south, north, west, east } = zoom);
     const kx = M_PER_DEG_LAT * Math.cos(((south + north) / 2) * Math.PI / 180);
     const pxPerM = WIDTH / ((east - west) * kx);
     const height = (north - south) * M_PER_DEG_LAT * pxPerM;
@@ -87,7 +107,11 @@ export class DistrictMap {
       if (isGridCell(f)) grid.append(el("path", { d }));
       else land.append(el("path", { d, fill: "#ffffff", stroke: "#263238", "stroke-width": 2, "fill-rule": "evenodd" }));
     }
-    svg.append(land, grid, this.renderCenters(pj), this.renderTrack(pj), this.renderAlerts(pj), this.renderScale(pj));
+    svg.append(land, grid, this.renderCenters(pj), this.renderTrack(pj), this.renderHome(pj), this.renderAlerts(pj), this.renderScale(pj));
+    if (this.zoomBox()) {
+      svg.append(el("text", { x: 8, y: 16, "font-size": 11, fill: "#4a148c", "font-weight": 700,
+        stroke: "#fff", "stroke-width": 3, "paint-order": "stroke" }, t("map_zoomed")));
+    }
     this.container.append(svg);
   }
 
@@ -155,13 +179,28 @@ export class DistrictMap {
     return g;
   }
 
+  renderHome(pj) {
+    const g = el("g", { id: "map-home" });
+    if (!this.home || this.track.length < 2) return g;
+    const [x, y] = pj.xy(this.home.lat, this.home.lon);
+    const house = el("path", {
+      d: `M${x - 6},${y + 5}V${y - 1}L${x},${y - 7}L${x + 6},${y - 1}V${y + 5}Z`,
+      fill: "#ffffff", stroke: "#6a1b9a", "stroke-width": 2,
+    });
+    house.append(el("title", {}, t("home")));
+    g.append(house);
+    return g;
+  }
+
   renderScale(pj) {
     const g = el("g", { id: "map-scale", "font-size": 10 });
-    const w = 1000 * pj.pxPerM;
+    const fits = [250, 500, 1000, 2000].filter((m) => m * pj.pxPerM <= WIDTH / 3);
+    const m = fits.length ? fits[fits.length - 1] : 250;
+    const w = m * pj.pxPerM;
     const y = pj.height - 10;
     g.append(el("rect", { x: 8, y, width: w.toFixed(1), height: 4, fill: "#000" }));
     g.append(el("text", { x: 8, y: y - 3 }, "0"));
-    g.append(el("text", { x: (8 + w).toFixed(1), y: y - 3, "text-anchor": "middle" }, "1 km"));
+    g.append(el("text", { x: (8 + w).toFixed(1), y: y - 3, "text-anchor": "middle" }, m >= 1000 ? `${m / 1000} km` : `${m} m`));
     g.append(el("path", { d: `M${WIDTH - 14},8 l-5,13 l5,-3.5 l5,3.5 Z`, fill: "#000" }));
     g.append(el("text", { x: WIDTH - 14, y: 32, "text-anchor": "middle" }, t("north_short")));
     return g;

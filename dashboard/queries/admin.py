@@ -52,6 +52,18 @@ def get_dead_letter(conn: Conn, letter_id: int) -> DeadLetter | None:
     return DeadLetter(int(row[0]), int(row[1]), row[2], row[3], row[4], int(row[5]), bytes(row[6]))
 
 
+def unknown_ids(conn: Conn, table: str, ids: list[str]) -> list[str]:
+    """Those of `ids` with no row in `table` ("elders" or "care_centers"), in the given order."""
+    if table not in ("elders", "care_centers"):
+        raise ValueError(table)
+    rows = conn.execute(
+        f"SELECT u.id FROM unnest(%s::text[]) WITH ORDINALITY AS u (id, n)"
+        f" WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE t.id = u.id) ORDER BY u.n",
+        (ids,),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One recorded action of a person."""

@@ -213,8 +213,15 @@ def add_user(body: UserIn, request: Request, conn: Conn, user: AdminUser, now: N
         pw_hash = hash_password(body.password)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
-    if body.role is Role.DISPATCHER and not body.center_id:
-        raise HTTPException(422, "a dispatcher needs a center_id")
+    if body.role is Role.DISPATCHER:
+        if not body.center_id:
+            raise HTTPException(422, "a dispatcher needs a center_id")
+        if admin_q.unknown_ids(conn, "care_centers", [body.center_id]):
+            raise HTTPException(422, f"no care centre {body.center_id!r}")
+    if body.role is Role.FAMILY:
+        missing = admin_q.unknown_ids(conn, "elders", body.elder_ids)
+        if missing:
+            raise HTTPException(422, f"no elder {', '.join(missing)}")
     try:
         with conn.transaction():
             created = users_q.add_user(

@@ -114,12 +114,23 @@ def test_accounts_created_listed_and_audited(
         == 422
     )
     assert c.post("/api/v1/admin/users", json={**body, "password": "short"}).status_code == 422
+    assert c.post("/api/v1/admin/users", json={**body, "center_id": "cc-x"}).status_code == 422
+    family = {**body, "username": "li.na", "role": "family", "center_id": None}
+    got = c.post(
+        "/api/v1/admin/users", json={**family, "elder_ids": ["el-x", dash_fleet.elders[0]]}
+    )
+    assert got.status_code == 422 and "el-x" in got.json()["detail"]
+    got = c.post("/api/v1/admin/users", json={**family, "elder_ids": [dash_fleet.elders[0]]})
+    assert got.status_code == 201 and got.json()["elder_ids"] == [dash_fleet.elders[0]]
     users = {u["username"]: u for u in c.get("/api/v1/admin/users").json()}
     assert users["zhang.wei"]["role"] == "dispatcher" and users["zhang.wei"]["disabled"] is False
     fresh = TestClient(app_client.app, base_url="https://testserver")
     fresh.portal = app_client.portal
     assert login(fresh, "zhang.wei")["user"]["center_id"] == dash_fleet.center_b
     audit = c.get("/api/v1/admin/audit", params={"action": "user.add"}).json()["items"]
-    assert [(a["target"], a["detail"]) for a in audit] == [("zhang.wei", {"role": "dispatcher"})]
+    assert [(a["target"], a["detail"]) for a in audit] == [
+        ("li.na", {"role": "family"}),
+        ("zhang.wei", {"role": "dispatcher"}),
+    ]
     mine = c.get("/api/v1/admin/audit", params={"username": "zhang.wei", "limit": 1}).json()
     assert mine["items"][0]["action"] == "login"

@@ -3,6 +3,7 @@ witness and the tables, compared (pure, apart from the SQL reads)."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -66,7 +67,7 @@ class ReadingCheck:
 
 @dataclass
 class WillCheck:
-    """Last Wills the broker published live against offline rows stored, per device."""
+    """Offline transitions (Wills published live) against offline rows stored, per device."""
 
     published: Counter[str]
     stored: Counter[str]
@@ -100,38 +101,104 @@ def seen_readings(messages: list[Seen]) -> dict[Key, float]:
     return out
 
 
+def _reading_queries(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    queries = [
+        f"SELECT device_id, round(extract(epoch FROM time) * 1000)::bigint, seq FROM {table}"
+        for table in READING_TABLES
+    ]
+    # Readings with an implausibly old device ts are stored apart (ingest migration 007).
+    row = conn.execute("SELECT to_regclass('misdated_messages') IS NOT NULL").fetchone()
+    if row and row[0]:
+        queries.append(
+            "SELECT device_id, device_ts, seq FROM misdated_messages WHERE seq IS NOT NULL"
+        )
+    return queries
+
+
 def stored_readings(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[set[Key], int]:
     """Distinct (device_id, ts, seq) in the reading tables, and the number of rows."""
     keys: set[Key] = set()
     rows = 0
-    for table in READING_TABLES:
-        cur = conn.execute(
-            f"SELECT device_id, round(extract(epoch FROM time) * 1000)::bigint, seq FROM {table}"
-        )
+    for query in _reading_queries(conn):
+        cur = conn.execute(query)
         for device_id, ts, seq in cur.fetchall():
             keys.add((str(device_id), int(ts), int(seq)))  # type: ignore[call-overload]
             rows += 1
     return keys, rows
 
 
-def check_readings(conn: psycopg.Connection[tuple[object, ...]], seen: list[Seen]) -> ReadingCheck:
+def check_readings(
+    conn: psycopg.Connection[tuple[object, ...]], seen: list[Seen], since_s: float = 0.0
+) -> ReadingCheck:
+    """Readings the witness first saw at or after `since_s` (wall clock) against the tables."""
     stored, rows = stored_readings(conn)
-    return ReadingCheck(seen_readings(seen), rows, stored, rows - len(stored))
+    wanted = {k: at for k, at in seen_readings(seen).items() if at >= since_s}
+    return ReadingCheck(wanted, rows, stored, rows - len(stored))
+
+
+def dead_letters(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, int]:
+    """Dead letters per reason code."""
+    rows = conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason").fetchall()
+    return {str(r): int(n) for r, n in rows}  # type: ignore[call-overload]
+
+
+def missing_report(readings: ReadingCheck, seen: list[Seen]) -> str:
+    """Every reading seen but not stored, with its arrival time, topic and payload."""
+    by_key: dict[Key, Seen] = {}
+    for m in seen:
+        ts, seq = m.payload.get("ts"), m.payload.get("seq")
+        if "/devices/" in m.topic and isinstance(ts, int) and isinstance(seq, int):
+            by_key.setdefault((_device_of(m.topic)[0], ts, seq), m)
+    lines = []
+    for key in sorted(readings.missing, key=lambda k: readings.seen[k]):
+        m = by_key[key]
+        lines.append(f"{m.at_s:.3f} {m.topic} {json.dumps(m.payload)[:300]}")
+    return "\n".join(lines) + "\n"
+
+
+def offline_transitions(seen: list[Seen]) -> Counter[str]:
+    """Per device, how often it went offline: a Will published live after other live traffic
+    from it (or first of all). A Will reaches subscribers live with the retain flag clear
+    (MQTT 3.3.1.3); retained copies replayed on a subscribe carry it set, and a QoS 1
+    redelivery after a broker restart repeats the Will with no traffic in between."""
+    out: Counter[str] = Counter()
+    offline: set[str] = set()
+    for m in seen:
+        if "/devices/" not in m.topic or m.retained:
+            continue
+        device_id, channel = _device_of(m.topic)
+        if channel == "status" and m.payload.get("online") is False:
+            if device_id not in offline:
+                out[device_id] += 1
+                offline.add(device_id)
+        else:
+            offline.discard(device_id)
+    return out
 
 
 def check_wills(conn: psycopg.Connection[tuple[object, ...]], seen: list[Seen]) -> WillCheck:
-    """A Will published live reaches subscribers with the retain flag clear (MQTT 3.3.1.3);
-    the retained copies replayed on every subscribe carry it set and are not new Wills."""
-    published: Counter[str] = Counter()
-    for m in seen:
-        p = m.payload
-        if m.topic.endswith("/status") and not m.retained and p.get("online") is False:
-            published[_device_of(m.topic)[0]] += 1
+    """Offline transitions the witness saw against Will rows stored, per device."""
     rows = conn.execute(
         "SELECT device_id, count(*) FROM device_status WHERE NOT online GROUP BY device_id"
     ).fetchall()
     stored = Counter({str(d): int(n) for d, n in rows})  # type: ignore[call-overload]
-    return WillCheck(published, stored)
+    return WillCheck(offline_transitions(seen), stored)
+
+
+def unpublished_changes(
+    conn: psycopg.Connection[tuple[object, ...]], seen: list[Seen]
+) -> list[tuple[str, str, str]]:
+    """Alert state changes in the history that never reached a centre topic: (alert, status,
+    centre). Contract §2: every alert and every change of its state is published."""
+    rows = conn.execute(
+        "SELECT DISTINCT alert_id, to_status, center_id FROM alert_transitions"
+    ).fetchall()
+    published = {
+        (str(m.payload.get("alert_id")), str(m.payload.get("status")), m.topic.split("/")[-1])
+        for m in seen
+        if "/alerts/" in m.topic
+    }
+    return sorted({(str(a), str(s), str(c)) for a, s, c in rows} - published)
 
 
 def _matches(incident: Incident, kind: object, elder_id: object, event_ts: object) -> bool:
@@ -191,6 +258,8 @@ def summary_table(
     readings: ReadingCheck,
     wills: WillCheck,
     alive: dict[str, bool],
+    dead: dict[str, int],
+    unpublished: list[tuple[str, str, str]],
 ) -> str:
     """The run's outcome as a plain-text table; `faults[0]` is the simulator's start."""
     t0 = faults[0][0]
@@ -215,6 +284,9 @@ def summary_table(
         )
     lines.append(f"  alerts of these kinds matching no incident   {len(unmatched)} {unmatched[:5]}")
     lines.append(
+        f"  alert state changes never published          {len(unpublished)} {unpublished[:4]}"
+    )
+    lines.append(
         f"  readings seen by the witness / stored        {len(readings.seen)} /"
         f" {len(readings.stored)} distinct ({readings.stored_rows} rows)"
     )
@@ -222,8 +294,9 @@ def summary_table(
     when = Counter(_phase(readings.seen[k], faults) for k in readings.missing)
     lines += [f"      {n:>5} first seen {phase}" for phase, n in sorted(when.items())]
     lines.append(f"  rows duplicating a (device, ts, seq)         {readings.duplicate_keys}")
+    lines.append(f"  dead letters by reason                       {dead}")
     lines.append(
-        f"  Wills published live / stored                {sum(wills.published.values())} /"
+        f"  offline transitions (live Wills) / stored    {sum(wills.published.values())} /"
         f" {sum(wills.stored.values())}"
     )
     lines.append(

@@ -151,7 +151,14 @@ def platform(
 def browser() -> Iterator[Any]:
     with sync_playwright() as p:
         b = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+            executable_path=CHROMIUM,
+            # The desktop autoplay policy: audio only after a gesture on the document.
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--autoplay-policy=document-user-activation-required",
+            ],
         )
         try:
             yield b
@@ -168,6 +175,19 @@ def _sign_in(page: Any, base: str, user: str) -> None:
     page.press("#login-pass", "Enter")  # a key press: the gesture that arms the audio
     page.wait_for_selector("#console-view:not([hidden])")
     page.wait_for_selector("#live.ok")  # the feed is connected
+
+
+def _cues(page: Any) -> list[dict[str, Any]]:
+    cues: list[dict[str, Any]] = page.evaluate("window.eldercareConsole.state.cues")
+    return cues
+
+
+def _wait_cues(page: Any, n: int, timeout_s: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while len(cues := _cues(page)) < n:
+        assert time.monotonic() < deadline, cues
+        time.sleep(0.25)
+    return cues
 
 
 def _shot(page: Any, name: str, selector: str | None = None) -> Path:
@@ -226,12 +246,17 @@ def test_dispatcher_takes_and_closes_a_button_press_by_keyboard(
     assert page.locator("#map-district path").count() >= 1
     assert page.locator("#map-grid path").count() > 40  # the 1 km grid over ~50 km²
 
+    # The audible cue repeats while nobody has taken the alert (every 4 s), and stops after.
+    cues = _wait_cues(page, 2, timeout_s=15)
+    assert all(c["played"] and c["sound"] == "critical" for c in cues), cues
+
     # Take -> verify (procedure step 1) -> outcome -> close, by keyboard only.
     page.keyboard.press("q")
     page.keyboard.press("t")
     page.wait_for_selector(f"#d-state:has-text('taken by {user}')")
     page.wait_for_selector("#critical-banner[hidden]", state="attached")
     page.wait_for_selector(".secret")  # the access code, shown to the taker only
+    taken_cues = len(_cues(page))
     page.keyboard.press("1")  # talked to the elder
     page.wait_for_selector(".procedure li.done")
     page.wait_for_timeout(300)
@@ -247,6 +272,7 @@ def test_dispatcher_takes_and_closes_a_button_press_by_keyboard(
     page.keyboard.press("Enter")
     page.wait_for_selector("#outcome-dialog:not([open])", state="attached")
     page.wait_for_selector("#queue-empty:not([hidden])")
+    assert len(_cues(page)) == taken_cues  # silent since the take
     assert not errors, errors
 
     # The state survives a reload, and the audit names the dispatcher for every action.
@@ -368,6 +394,14 @@ def test_fire_card_telemetry_chart_and_wandering_track(
     assert f"to {out_m:.2f}" in label, (label, out_m)
     _shot(page, "map-track", "#map-panel")
     _shot(page, "detail-wandering")
+
+    # Signing out while holding an alert asks for a handover first.
+    page.keyboard.press("t")
+    page.wait_for_selector(f"#d-state:has-text('taken by {user}')")
+    page.click("#logout")
+    page.wait_for_selector("#handover-dialog[open]")
+    assert wander in page.inner_text("#handover-held")
+    assert page.is_visible("#console-view")
     assert not errors, errors
 
 
@@ -417,18 +451,21 @@ def test_page_order_language_and_blocked_sound(
     ]
     assert got == want
 
-    # Signed in, then reloaded: the new document has had no gesture, so where the browser
-    # keeps audio suspended the red banner says so until a key press turns the sound on.
+    # Signed in, then opened afresh in a browser with the session but no gesture yet: audio is
+    # blocked and the red banner says so, until a key press turns the sound on.
     page.fill("#login-user", user)
     page.fill("#login-pass", PASSWORD)
     page.press("#login-pass", "Enter")
     page.wait_for_selector("#live.ok")
-    page.reload()
+    fresh = browser.new_context(
+        storage_state=page.context.storage_state(), viewport={"width": 1366, "height": 768}
+    )
+    page = fresh.new_page()
+    page.goto(f"{dash.url}/")
     page.wait_for_selector("#live.ok")
-    page.wait_for_timeout(500)
-    if page.is_visible("#audio-banner"):
-        page.keyboard.press("s")
-        page.wait_for_selector("#audio-banner[hidden]", state="attached")
+    page.wait_for_selector("#audio-banner:not([hidden])")
+    page.keyboard.press("s")
+    page.wait_for_selector("#audio-banner[hidden]", state="attached")
     assert page.inner_text("#live-text").startswith("Live")
-    # The language chosen stays chosen across the reload.
+    # The language chosen stays chosen.
     assert page.inner_text("#queue-h").startswith("Live queue")

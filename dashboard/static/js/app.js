@@ -18,7 +18,7 @@ const DAY_MS = 86400000;
 const $ = (id) => document.getElementById(id);
 const state = {
   user: null, alerts: new Map(), selectedId: null, detail: null, telemetry: null,
-  connected: false, feed: null, map: null, lastCueAt: 0, timers: {},
+  connected: false, feed: null, map: null, lastCueAt: 0, timers: {}, cues: [],
 };
 
 function debounce(name, ms, fn) {
@@ -245,8 +245,10 @@ function cue(now = false) {
   if (!waiting.length) return;
   if (!now && Date.now() - state.lastCueAt < CUE_EVERY_MS) return;
   state.lastCueAt = Date.now();
-  if (waiting.some((a) => a.kind === "smoke")) sound.smokeCue();
-  else sound.criticalCue();
+  const fire = waiting.some((a) => a.kind === "smoke");
+  const played = fire ? sound.smokeCue() : sound.criticalCue();
+  // The last cues, for the status of the sound (and the browser test).
+  state.cues = [...state.cues.slice(-49), { at: state.lastCueAt, sound: fire ? "fire" : "critical", played }];
 }
 
 function renderLive() {

@@ -73,14 +73,17 @@ export function testTone() {
 }
 
 // Personal alarm: a rising three-note call, repeated by the caller every few seconds.
+// Each cue returns whether it was heard (false while the browser keeps audio suspended).
 export function criticalCue() {
   beep(700, 0, 0.16, "triangle");
   beep(940, 0.2, 0.16, "triangle");
   beep(1250, 0.4, 0.3, "triangle");
+  return running();
 }
 
 // Fire: the temporal-three pattern of ISO 8201 / NFPA 72 (three 0.5 s tones, 0.5 s apart),
 // so a smoke alert never sounds like a personal alarm.
 export function smokeCue() {
   for (let i = 0; i < 3; i += 1) beep(2100, i, 0.5, "square", 0.12);
+  return running();
 }

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 import uvicorn
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import sync_playwright
 
 from alerting import store
@@ -469,3 +470,40 @@ def test_page_order_language_and_blocked_sound(
     assert page.inner_text("#live-text").startswith("Live")
     # The language chosen stays chosen.
     assert page.inner_text("#queue-h").startswith("Live queue")
+
+
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+def _axe_violations(page: Any) -> list[str]:
+    """axe-core's WCAG 2.2 A/AA rules on the page as it is now: `rule: target` per failure."""
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": WCAG_AA}})
+    return [
+        f"{v['id']}: {node['target']}"
+        for v in results.response["violations"]
+        for node in v["nodes"]
+    ]
+
+
+@pytest.mark.slow
+def test_console_passes_the_wcag_aa_rules_of_axe(
+    platform: tuple[_Dashboard, str], browser: Any, schema_url: str, device_suffix: str
+) -> None:
+    dash, user = platform
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+    page.goto(f"{dash.url}/login")
+    page.wait_for_selector("#login-user")
+    assert _axe_violations(page) == []
+    _sign_in(page, dash.url, user)
+    now = int(time.time() * 1000)
+    _raise(schema_url, device_suffix, AlertKind.SMOKE, Severity.HIGH, "smoke", now, *HOME)
+    _raise(schema_url, device_suffix, AlertKind.FALL, Severity.CRITICAL, "band", now, *HOME)
+    page.wait_for_selector(".q-item >> nth=1", timeout=APPEAR_TIMEOUT_MS)
+    page.wait_for_selector("#detail-body:not([hidden])")
+    page.wait_for_timeout(500)
+    assert _axe_violations(page) == []  # the console in Chinese, with the queue and detail
+    page.keyboard.press("t")
+    page.wait_for_selector(f"#d-state:has-text('{user}')")
+    page.keyboard.press("o")
+    page.wait_for_selector("#outcome-dialog[open]")
+    assert _axe_violations(page) == []  # the outcome dialog

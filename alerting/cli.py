@@ -1,4 +1,4 @@
-"""Subcommands contributed by `alerting`: the service, alert operations, and scoring."""
+"""Subcommands contributed by `alerting`: the service and alert operations."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
-    """Register `alerting`, `alerts` and `eval`."""
+    """Register `alerting` and `alerts`."""
     run = sub.add_parser("alerting", help="run the alerting service (detectors, lifecycle)")
     run.add_argument("--prefix", default=None, help="topic prefix (default $ALERTING_TOPIC_PREFIX)")
     run.set_defaults(handler=_run)
@@ -41,10 +41,6 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(handler=_list)
-
-    from alerting.evaluate import add_eval_command
-
-    add_eval_command(sub)
 
 
 def _settings(args: argparse.Namespace) -> AlertingSettings:

@@ -13,6 +13,7 @@ import alerting.cli
 import alerting.dispatch_cli
 import dashboard.cli
 import eldercare.up
+import evaluation.cli
 import firmware_sim.cli
 import ingest.cli
 
@@ -24,6 +25,7 @@ _PROVIDERS = (
     alerting.dispatch_cli,
     dashboard.cli,
     eldercare.up,
+    evaluation.cli,
 )
 
 

@@ -8,7 +8,7 @@ import pytest
 from alerting.engine import Engine
 from alerting.lifecycle import AlertRow, TransitionError, check_transition
 from alerting.model import Close, Raise
-from alerting.scoring import Truth, score
+from evaluation.scoring import Truth, score
 from gateway import (
     AlertKind,
     AlertStatus,

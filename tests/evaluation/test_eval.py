@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from alerting.evaluate import TUNING_SEEDS, plan_injections, run_eval
 from alerting.settings import AlertingSettings
+from evaluation.evaluate import TUNING_SEEDS, plan_injections, run_eval
 from firmware_sim.district import generate_fleet
 
 

@@ -25,10 +25,10 @@ import psycopg
 
 from alerting import store
 from alerting.lifecycle import AlertRow
-from alerting.observer import WireObserver
-from alerting.scoring import Truth, format_table, score
 from alerting.service import AlertingService
 from alerting.settings import AlertingSettings
+from evaluation.observer import WireObserver
+from evaluation.scoring import Truth, format_table, score
 from firmware_sim.district import generate_fleet
 from firmware_sim.incidents import Incident
 from firmware_sim.scenario import Injection

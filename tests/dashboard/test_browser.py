@@ -100,8 +100,9 @@ def _free_port() -> int:
 class _Dashboard:
     """`create_app` under uvicorn in a thread, on its own port."""
 
-    def __init__(self, settings: DashboardSettings) -> None:
-        self.port = _free_port()
+    def __init__(self, settings: DashboardSettings, port: int | None = None) -> None:
+        self.settings = settings
+        self.port = port or _free_port()
         config = uvicorn.Config(
             create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
         )
@@ -507,3 +508,33 @@ def test_console_passes_the_wcag_aa_rules_of_axe(
     page.keyboard.press("o")
     page.wait_for_selector("#outcome-dialog[open]")
     assert _axe_violations(page) == []  # the outcome dialog
+
+
+@pytest.mark.slow
+def test_page_resumes_after_a_dashboard_restart_without_reload(
+    platform: tuple[_Dashboard, str], browser: Any, schema_url: str, device_suffix: str
+) -> None:
+    dash, user = platform
+    page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="en-GB")
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    _sign_in(page, dash.url, user)
+    page.evaluate("window.__samePage = 'yes'")
+    now = int(time.time() * 1000)
+    first = _raise(schema_url, device_suffix, AlertKind.FALL, Severity.CRITICAL, "band", now, *HOME)
+    page.wait_for_selector(f".q-item[data-id='{first}']", timeout=APPEAR_TIMEOUT_MS)
+    last_id = page.evaluate("window.eldercareConsole.state.feed.lastEventId")
+    assert isinstance(last_id, int)
+
+    dash.__exit__(None, None, None)  # the dashboard goes away
+    page.wait_for_selector("#live.down")
+    assert "Disconnected" in page.inner_text("#live-text")
+    second = _raise(schema_url, device_suffix, AlertKind.SMOKE, Severity.HIGH, "smoke", now, *HOME)
+    with _Dashboard(dash.settings, port=dash.port):  # back on the same address
+        page.wait_for_selector(f".q-item[data-id='{second}']", timeout=30_000)
+        page.wait_for_selector("#live.ok")
+        ids = page.eval_on_selector_all(".q-item", "els => els.map((e) => e.dataset.id)")
+        assert ids == [second, first]  # nothing lost, nothing twice, smoke first
+        assert page.evaluate("window.__samePage") == "yes"
+        assert any(url.endswith(f"?after={last_id}") for url in sockets), sockets
+        assert page.evaluate("window.eldercareConsole.state.feed.lastEventId") > last_id

@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway import FleetError, ReasonCode, parse_fleet
 from ingest import readback
-from ingest.db import connect, dead_letter_counts, row_counts
+from ingest.db import connect, dead_letter_counts, misdated_count, row_counts
 from ingest.migrate import apply_migrations, recorded_mode, storage_mode
 from ingest.registry import import_fleet
 from ingest.settings import IngestSettings, WriteMethod
@@ -56,13 +56,20 @@ def _stats(args: argparse.Namespace) -> int:
     with connect(_settings().database_url) as conn:
         mode = recorded_mode(conn)
         rows, dead = row_counts(conn), dead_letter_counts(conn)
+        misdated = misdated_count(conn)
     if args.json:
-        out = {"storage_mode": mode.value if mode else None, "rows": rows, "dead_letters": dead}
+        out = {
+            "storage_mode": mode.value if mode else None,
+            "rows": rows,
+            "dead_letters": dead,
+            "misdated": misdated,
+        }
         print(json.dumps(out, sort_keys=True))
         return 0
     print(f"storage mode: {mode.value if mode else None}")
     for name, n in rows.items():
         print(f"  {name:<18} {n}")
+    print(f"  {'misdated_messages':<18} {misdated}")
     for reason, n in dead.items():
         print(f"  dead {reason:<13} {n}")
     return 0

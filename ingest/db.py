@@ -424,3 +424,9 @@ def dead_letter_counts(conn: Conn) -> dict[str, int]:
     """Dead letters per reason code."""
     rows = conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason ORDER BY reason")
     return {str(reason): int(n) for reason, n in rows.fetchall()}
+
+
+def misdated_count(conn: Conn) -> int:
+    """Messages kept in `misdated_messages` (device ts implausibly old), for `db stats`."""
+    row = conn.execute("SELECT count(*) FROM misdated_messages").fetchone()
+    return int(row[0]) if row else 0

@@ -115,6 +115,7 @@ def test_db_info_and_stats_commands(migrated_url: str) -> None:
     assert "005_elder_views" in info.stdout
     out = json.loads(stats.stdout)
     assert out["rows"] == {k.value: 0 for k in Kind} and out["dead_letters"] == {}
+    assert out["misdated"] == 0
 
 
 def test_timescaledb_mode_on_pglite(pglite_url: str, device_suffix: str) -> None:

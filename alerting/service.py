@@ -27,7 +27,7 @@ from alerting.model import Action
 from alerting.mqtt import AlertingMqtt, Inbound, Inbox
 from alerting.outbox import Outbox, default_outbox_path, store_dead_letter
 from alerting.settings import AlertingSettings
-from alerting.warmup import load_and_warm_up
+from alerting.warmup import learn_heart_rates, load_band_history, warm_movement
 from alerting.writer import AlertWriter
 from gateway.codec import decode
 from gateway.contract import AlertStatus
@@ -204,7 +204,7 @@ class AlertingService:
         self._reload_centers(conn, writer)
         writer.refresh_active()
         catchup_since = now - self._catchup_window_ms()
-        load_and_warm_up(
+        history = load_band_history(
             conn,
             engine,
             now,
@@ -212,6 +212,7 @@ class AlertingService:
             anomaly_h=s.warmup_anomaly_h,
             anomaly_samples=s.warmup_anomaly_samples,
         )
+        moves = warm_movement(engine, history.movement, history.movement_since_ms)
         engine.restore((a.kind, a.elder_id, a.device_id) for a in writer.active.values())
         self._baselines(conn, engine, now)
         for device_id, seen_ms in readback.last_seen(conn).items():
@@ -228,8 +229,13 @@ class AlertingService:
         time.sleep(max(0.0, _INGEST_LAG_S - (time.monotonic() - subscribed)))
         caught_up += self._catch_up(conn, engine, writer, read_ms - _RECENT_AGAIN_MS, now)
         self.stats.caught_up = caught_up
-        if caught_up:
-            logger.info("caught up on %d stored messages", caught_up)
+        learned = learn_heart_rates(engine, history.heart_rates)
+        logger.info(
+            "warmed up on %d stored movements and %d heart rates; caught up on %d stored messages",
+            moves,
+            learned,
+            caught_up,
+        )
         self.ready.set()
         logger.info(
             "alerting ready: %d devices, %d active alerts", len(fleet.devices), len(writer.active)

@@ -59,7 +59,8 @@ class AlertingSettings(BaseSettings):
     standby_poll_s: float = 1.0
     # Start-up warm-up of learned state (alerting.warmup): heart-rate history per band.
     warmup_anomaly_h: float = 24.0
-    warmup_anomaly_samples: int = 1000
+    # The anomaly model fits from 200 samples (detectors.anomaly.DEFAULT_MIN_SAMPLES).
+    warmup_anomaly_samples: int = 250
 
     def deadlines_s(self) -> dict[Severity, float]:
         """Escalation deadline per severity, in seconds."""

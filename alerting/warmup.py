@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 # The movement window is 4 h (the no-baseline rule); bands report at least every 300 s
 # (contract §1 "band"), so 10 more minutes make sure the window starts with a reading.
 _MOVEMENT_MARGIN_MS = 10 * 60 * 1000
+# The contract rejects a `ts` more than 5 minutes ahead of the platform clock.
+_FUTURE_TS_MS = 5 * 60 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,46 @@ def clock_offsets_ms(samples: Iterable[BandSample]) -> dict[str, int]:
     return out
 
 
+def warm_movement(engine: Engine, samples: Sequence[BandSample], since_ms: int) -> int:
+    """Feed the steps of band readings received from `since_ms` on to inactivity only.
+
+    Run before catch-up: the movement window must be filled oldest first. Findings are
+    dropped: restored alerts and catch-up decide what is raised. Returns the readings fed.
+    """
+    offsets = clock_offsets_ms(samples)
+    fed = 0
+    for s in sorted(samples, key=lambda s: s.device_ts_ms + offsets[s.device_id]):
+        device = engine.device(s.device_id)
+        if device is None or device.type is not DeviceType.BAND:
+            continue
+        if s.steps is not None and s.received_ms >= since_ms:
+            ts = s.device_ts_ms + offsets[s.device_id]
+            engine.inactivity.on_movement(device.elder_id, device.id, ts, s.steps)
+            fed += 1
+    return fed
+
+
+def learn_heart_rates(engine: Engine, samples: Sequence[BandSample]) -> int:
+    """Teach the anomaly model the worn heart-rate readings; returns how many.
+
+    Run after catch-up: the history lifts every elder over the model's minimum sample count,
+    and each model is then fitted lazily on the elder's next live reading (a fit costs tens to
+    hundreds of ms), so fits are spread over the bands' reporting period instead of delaying
+    the start.
+    """
+    offsets = clock_offsets_ms(samples)
+    learned = 0
+    for s in samples:
+        device = engine.device(s.device_id)
+        if device is None or device.type is not DeviceType.BAND:
+            continue
+        if s.hr_bpm is not None and s.worn is not False:
+            ts = s.device_ts_ms + offsets[s.device_id]
+            engine.anomaly.learn(device.elder_id, ts, s.hr_bpm, s.steps or 0)
+            learned += 1
+    return learned
+
+
 def warm_up(engine: Engine, samples: Sequence[BandSample], movement_since_ms: int) -> WarmupStats:
     """Feed stored band readings to the learning state of inactivity and anomaly only.
 
@@ -76,25 +118,20 @@ def warm_up(engine: Engine, samples: Sequence[BandSample], movement_since_ms: in
         movement_since_ms: readings received from here on count as movement (platform ms);
             older ones only teach the anomaly model.
     """
-    offsets = clock_offsets_ms(samples)
-    movements = learned = 0
-    ordered = sorted(samples, key=lambda s: s.device_ts_ms + offsets[s.device_id])
-    for s in ordered:
-        device = engine.device(s.device_id)
-        if device is None or device.type is not DeviceType.BAND:
-            continue
-        ts = s.device_ts_ms + offsets[s.device_id]
-        if s.steps is not None and s.received_ms >= movement_since_ms:
-            # Findings are dropped: restored alerts and catch-up decide what is raised.
-            engine.inactivity.on_movement(device.elder_id, device.id, ts, s.steps)
-            movements += 1
-        if s.hr_bpm is not None and s.worn is not False:
-            engine.anomaly.learn(device.elder_id, ts, s.hr_bpm, s.steps or 0)
-            learned += 1
-    return WarmupStats(movements, learned)
+    movements = warm_movement(engine, samples, movement_since_ms)
+    return WarmupStats(movements, learn_heart_rates(engine, samples))
 
 
-def load_and_warm_up(
+@dataclass(frozen=True, slots=True)
+class BandHistory:
+    """Stored band readings for the warm-up."""
+
+    movement: list[BandSample]  # received in [movement_since_ms, catch-up start)
+    movement_since_ms: int
+    heart_rates: list[BandSample]  # the newest worn heart-rate readings per band
+
+
+def load_band_history(
     conn: psycopg.Connection[Any],
     engine: Engine,
     now_ms: int,
@@ -102,27 +139,29 @@ def load_and_warm_up(
     *,
     anomaly_h: float,
     anomaly_samples: int,
-) -> WarmupStats:
-    """Read the band history received before `until_ms` and warm the engine up with it.
+) -> BandHistory:
+    """Read the band history received before `until_ms` (where catch-up starts).
 
     Args:
         conn: the database.
-        engine: the engine to warm up.
+        engine: the engine to warm up (its movement window decides how far back steps count).
         now_ms: the platform clock.
         until_ms: where catch-up starts (platform ms): later readings are replayed, not learned.
-        anomaly_h: how far back heart-rate samples are read.
-        anomaly_samples: at most this many heart-rate samples per band.
+        anomaly_h: how far back heart-rate readings are read.
+        anomaly_samples: at most this many heart-rate readings per band.
     """
     movement_since = now_ms - movement_window_ms(engine)
-    since = min(movement_since, now_ms - int(anomaly_h * HOUR_MS))
-    rows = readback.band_samples(
-        conn, since, until_ms, all_since_ms=movement_since, per_device=anomaly_samples
+    movement = readback.band_movement(conn, movement_since, until_ms)
+    bands = [d for d, t in engine.device_types().items() if t is DeviceType.BAND]
+    hr_since = now_ms - int(anomaly_h * HOUR_MS)
+    # Device time bounds this read (the primary key's order): 5 more minutes keep a clock
+    # running fast up to the contract's limit; readings received after catch-up starts are
+    # dropped here because catch-up replays them.
+    heart = readback.band_heart_rates(
+        conn, bands, hr_since, until_ms + _FUTURE_TS_MS, anomaly_samples
     )
-    stats = warm_up(engine, [BandSample(*row) for row in rows], movement_since)
-    logger.info(
-        "warmed up on %d stored band readings (%d movements, %d heart-rate samples)",
-        len(rows),
-        stats.movements,
-        stats.anomaly_samples,
+    return BandHistory(
+        [BandSample(*r) for r in movement],
+        movement_since,
+        [BandSample(*r) for r in heart if r[1] < until_ms],
     )
-    return stats

@@ -211,13 +211,18 @@ def dead_letters(
     ]
 
 
-def band_samples(
-    conn: Conn, since_ms: int, until_ms: int, *, all_since_ms: int, per_device: int
-) -> list[tuple[str, int, int, float | None, float | None, bool | None]]:
-    """Stored band readings for rebuilding learned state: the light columns only.
+BandRow = tuple[str, int, int, float | None, float | None, bool | None]
 
-    Every reading received in [`all_since_ms`, `until_ms`), plus, from [`since_ms`,
-    `all_since_ms`), the newest `per_device` readings of each band that carry a heart rate.
+
+def _band_rows(rows: list[Any]) -> list[BandRow]:
+    return [(str(d), int(rec), int(ts), steps, hr, worn) for d, rec, ts, steps, hr, worn in rows]
+
+
+_BAND_COLS = f"device_id, {_ms('received_at')}, {_ms('time')}, steps, hr_bpm, worn"
+
+
+def band_movement(conn: Conn, since_ms: int, until_ms: int) -> list[BandRow]:
+    """Band readings with a step count received in [`since_ms`, `until_ms`), for warm-up.
 
     Returns:
         (device_id, received ms, device ts ms, steps, hr_bpm, worn), oldest receipt first.
@@ -225,17 +230,37 @@ def band_samples(
     if not _table_exists(conn, "band_telemetry"):
         conn.commit()
         return []
-    cols = f"device_id, {_ms('received_at')} AS rec, {_ms('time')} AS ts, steps, hr_bpm, worn"
     rows = conn.execute(
-        f"SELECT {cols} FROM band_telemetry WHERE received_at >= to_timestamp(%s / 1000.0)"
-        " AND received_at < to_timestamp(%s / 1000.0)"
-        " UNION ALL SELECT device_id, rec, ts, steps, hr_bpm, worn FROM ("
-        f" SELECT {cols}, row_number() OVER (PARTITION BY device_id ORDER BY received_at DESC)"
-        " AS rn FROM band_telemetry WHERE hr_bpm IS NOT NULL"
-        " AND received_at >= to_timestamp(%s / 1000.0)"
-        " AND received_at < to_timestamp(least(%s, %s) / 1000.0)) AS older WHERE rn <= %s"
-        " ORDER BY rec",
-        (all_since_ms, until_ms, since_ms, all_since_ms, until_ms, per_device),
+        f"SELECT {_BAND_COLS} FROM band_telemetry WHERE steps IS NOT NULL"
+        " AND received_at >= to_timestamp(%s / 1000.0) AND received_at < to_timestamp(%s / 1000.0)"
+        " ORDER BY received_at",
+        (since_ms, until_ms),
     ).fetchall()
     conn.commit()
-    return [(str(d), int(rec), int(ts), steps, hr, worn) for d, rec, ts, steps, hr, worn in rows]
+    return _band_rows(rows)
+
+
+def band_heart_rates(
+    conn: Conn, device_ids: list[str], since_ms: int, until_ms: int, per_device: int
+) -> list[BandRow]:
+    """The newest `per_device` worn heart-rate readings of each band, by device time in range.
+
+    One index range scan per band on the primary key (device_id, time, seq), so the cost
+    follows the number of readings returned, not the days of history kept.
+
+    Returns:
+        (device_id, received ms, device ts ms, steps, hr_bpm, worn), per band newest first.
+    """
+    if not device_ids or not _table_exists(conn, "band_telemetry"):
+        conn.commit()
+        return []
+    rows = conn.execute(
+        f"SELECT {_BAND_COLS} FROM unnest(%s::text[]) AS d (id), LATERAL ("
+        " SELECT * FROM band_telemetry b WHERE b.device_id = d.id"
+        " AND b.time >= to_timestamp(%s / 1000.0) AND b.time < to_timestamp(%s / 1000.0)"
+        " AND b.hr_bpm IS NOT NULL AND b.worn IS NOT false"
+        " ORDER BY b.time DESC LIMIT %s) AS r",
+        (device_ids, since_ms, until_ms, per_device),
+    ).fetchall()
+    conn.commit()
+    return _band_rows(rows)

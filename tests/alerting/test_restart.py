@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from alerting import store
+from alerting.lifecycle import AlertRow
 from alerting.service import AlertingService
 from alerting.settings import AlertingSettings
 from gateway import AlertKind, BandTelemetry, DeviceType, Event, Message
@@ -68,7 +69,7 @@ def _service(settings: AlertingSettings, clock: Callable[[], int]) -> Iterator[A
     assert not errors, f"service failed: {errors[0]!r}"
 
 
-def _alerts(schema_url: str) -> list[store.AlertRow]:
+def _alerts(schema_url: str) -> list[AlertRow]:
     with psycopg.connect(schema_url) as conn:
         return store.list_alerts(conn)
 
@@ -199,7 +200,7 @@ def test_database_down_at_start_is_retried_with_warnings(
 ) -> None:
     prepare_db(schema_url, small_fleet(device_suffix))
     info = psycopg.conninfo.conninfo_to_dict(database_url)
-    proxy = _LateProxy((str(info.get("host", "127.0.0.1")), int(info.get("port", 5432))))
+    proxy = _LateProxy((str(info.get("host", "127.0.0.1")), int(str(info.get("port", 5432)))))
     down_url = schema_url.replace(
         f"{info.get('host')}:{info.get('port')}", f"127.0.0.1:{proxy.port}"
     )

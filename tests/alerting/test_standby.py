@@ -368,7 +368,7 @@ def test_active_cut_off_from_the_database_is_fenced_by_the_broker(
 ) -> None:
     prepare_db(schema_url, small_fleet(device_suffix))
     info = psycopg.conninfo.conninfo_to_dict(database_url)
-    host, port = str(info.get("host", "127.0.0.1")), int(info.get("port", 5432))
+    host, port = str(info.get("host", "127.0.0.1")), int(str(info.get("port", 5432)))
     proxy = _CuttableProxy((host, port))
     cut_url = schema_url.replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}")
     assert cut_url != schema_url

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from alerting.coverage import M_PER_DEG_LAT, BBox, Cell, CoverageReport
+from alerting.coverage import M_PER_DEG_LAT, BBox, Cell, CoverageReport, point_in_rings
 from gateway import Fleet
 
 RED = "#c62828"  # cells with homes outside coverage
@@ -73,19 +73,22 @@ def _cell_rect(c: Cell, report: CoverageReport, pj: _Projection) -> str:
 
 
 def _svg_cells(report: CoverageReport, pj: _Projection) -> list[str]:
-    """Red and grey cells clipped to the district; the 1 km grid lines over the district."""
+    """Red and grey cells and the 1 km grid lines, clipped to the district outline."""
     clip = ' clip-path="url(#district)"' if report.outline else ""
-    red_in = [c for c in report.inhabited_gaps if c.district_share > 0]
-    red_out = [c for c in report.inhabited_gaps if c.district_share == 0]
     out = [f'<g id="empty-gaps" fill="{GREY}" fill-opacity="0.45"{clip}>']
     out += [_cell_rect(c, report, pj) for c in report.empty_gaps]
     out += ["</g>", f'<g id="gaps" fill="{RED}" fill-opacity="0.55"{clip}>']
-    out += [_cell_rect(c, report, pj) for c in red_in]
-    out += ["</g>", f'<g id="gaps-outside" fill="{RED}" fill-opacity="0.55" stroke="{RED}">']
-    out += [_cell_rect(c, report, pj) for c in red_out]
+    out += [_cell_rect(c, report, pj) for c in report.inhabited_gaps]
     out += ["</g>", f'<g id="grid" fill="none" stroke="#607d8b" stroke-opacity="0.35"{clip}>']
     out += [_cell_rect(c, report, pj) for c in report.district_cells]
     return [*out, "</g>"]
+
+
+def homes_outside(report: CoverageReport) -> int:
+    """Homes of the fleet that lie outside the district outline (0 without an outline)."""
+    if not report.outline:
+        return 0
+    return sum(not point_in_rings(lat, lon, report.outline) for lat, lon, _ in report.home_points)
 
 
 def _short_label(i: int, name: str, many: bool) -> str:
@@ -250,6 +253,9 @@ def render_svg(
         + ("" if share is None else f" ({100 * share:.1f} %)")
         + f"; {len(report.gaps)} of {len(report.district_cells)} district cells outside coverage"
     )
+    outside = homes_outside(report)
+    if outside:
+        caption += f"; {outside} home(s) lie outside the district outline"
     outline = _outline_path(report, pj)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width_px}" height="{total_h}" '

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,6 +57,7 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     cov.add_argument("--bbox", help="district box S,W,N,E in degrees (default: the fleet's)")
     cov.add_argument("--csv", type=Path, help="write every cell to this CSV file")
     cov.add_argument("--svg", type=Path, default=Path("coverage.svg"), help="map (coverage.svg)")
+    cov.add_argument("--png", type=Path, help="also the map as PNG (drawn by headless Chromium)")
     cov.add_argument("--since-hours", type=float, default=24.0, help="load period (default 24)")
     cov.add_argument("--no-db", action="store_true", help="skip centre load from the database")
     cov.add_argument(
@@ -149,6 +154,30 @@ def _outline(path: Path | None) -> tuple[list[list[tuple[float, float]]], str]:
     return outline_rings(collection), name
 
 
+def _svg_to_png(svg_path: Path, svg: str, png_path: Path) -> str | None:
+    """Draw the SVG file as a PNG of the same size with headless Chromium; an error or None."""
+    browser = next(
+        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p),
+        None,
+    )
+    size = re.search(r'<svg[^>]* width="(\d+)" height="(\d+)"', svg)
+    if browser is None or size is None:
+        return "--png needs Chromium (apt-get install chromium); the SVG is written"
+    argv = [browser, "--headless", "--disable-gpu", "--hide-scrollbars"]
+    if os.geteuid() == 0:  # Chromium refuses to run its sandbox as root
+        argv.append("--no-sandbox")
+    argv += [
+        f"--window-size={size[1]},{size[2]}",
+        f"--screenshot={png_path.resolve()}",
+        svg_path.resolve().as_uri(),
+    ]
+    try:
+        subprocess.run(argv, capture_output=True, timeout=120, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"Chromium could not draw the PNG: {exc}"
+    return None if png_path.exists() else "Chromium wrote no PNG"
+
+
 def cmd_coverage(args: argparse.Namespace) -> int:
     """`eldercare coverage FLEET`: print the report, write the SVG map (and the CSV)."""
     try:
@@ -167,8 +196,15 @@ def cmd_coverage(args: argparse.Namespace) -> int:
         print(f"coverage: {exc}", file=sys.stderr)
         return 2
     print(render_text(report, loads_known=loads is not None), end="")
-    args.svg.write_text(render_svg(report, fleet, title=district), encoding="utf-8")
+    svg = render_svg(report, fleet, title=district)
+    args.svg.write_text(svg, encoding="utf-8")
     print(f"Map written to {args.svg}")
+    if args.png is not None:
+        error = _svg_to_png(args.svg, svg, args.png)
+        if error:
+            print(f"coverage: {error}", file=sys.stderr)
+            return 1
+        print(f"Map written to {args.png}")
     if args.csv is not None:
         args.csv.write_text(cells_csv(report), encoding="utf-8")
         print(f"Cells written to {args.csv}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from alerting.coverage import (
     grid_cells,
     render_text,
 )
-from alerting.coverage_map import PINK, render_svg
+from alerting.coverage_map import HOME_BARE, PINK, render_svg
 from alerting.kpi import CenterLoad
 from gateway import CareCenter, Elder, Fleet, fleet_to_dict
 from gateway.datum import district_outline_wgs84, outline_rings
@@ -235,10 +236,13 @@ def test_svg_map_on_the_outline_with_legend_scale_and_names() -> None:
     assert groups["empty-gaps"].get("clip-path") == "url(#district)"
     assert root.find(f".//{SVG}clipPath[@id='district']") is not None
     assert root.find(f".//{SVG}path[@id='boundary']") is not None
-    assert len(_rects(groups["gaps"])) + len(_rects(groups["gaps-outside"])) == 2
+    # Every cell is clipped to the district, the red one outside it too; its home still shows.
+    assert len(_rects(groups["gaps"])) == 2
+    assert sum(c.get("fill") == HOME_BARE for c in groups["homes"]) == 2
+    assert "1 home(s) lie outside the district outline" in svg
     assert len(_rects(groups["empty-gaps"])) == len(report.empty_gaps)
     # No cell is cut at the canvas edge.
-    for group in ("gaps", "gaps-outside", "empty-gaps", "grid"):
+    for group in ("gaps", "empty-gaps", "grid"):
         for x, y, w, h in _rects(groups[group]):
             assert x >= 0 and y >= 0 and x + w <= width and y + h <= height
     # Legend names each class; nothing calls a gap "over capacity".
@@ -262,3 +266,20 @@ def test_svg_map_on_the_outline_with_legend_scale_and_names() -> None:
     bar_label = [t.text for t in groups["scale"].iter(f"{SVG}text")][-1] or ""
     bar_m = float(bar_label.split()[0]) * (1000 if bar_label.endswith("km") else 1)
     assert bar_px / bar_m == pytest.approx(px_per_m, rel=0.01)
+
+
+def test_coverage_command_draws_the_png_of_the_svg(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet = square_fleet()
+    path = tmp_path / "fleet.json"
+    path.write_text(json.dumps(fleet_to_dict(fleet)))
+    svg, png = tmp_path / "map.svg", tmp_path / "map.png"
+    argv = ["coverage", str(path), "--no-db", "--svg", str(svg), "--png", str(png)]
+    assert run_cli(argv) == 0
+    assert f"Map written to {png}" in capsys.readouterr().out
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+    root = ET.parse(svg).getroot()
+    assert (width, height) == (int(root.get("width", 0)), int(root.get("height", 0)))

@@ -13,6 +13,8 @@ CLOSED = (AlertStatus.RESOLVED, AlertStatus.CANCELLED)
 # Machine-raised alerts that a clearing condition may close on its own; never sos, fall or
 # smoke, which a person must see to the end.
 AUTO_CLOSABLE = frozenset({AlertKind.DEVICE_OFFLINE, AlertKind.LOW_BATTERY, AlertKind.INACTIVITY})
+# Smoke only as the detector's own nuisance close: unverified, cleared within its period.
+AUTO_CLOSABLE |= {AlertKind.SMOKE}
 # A wearer's cancel closes an alarm only while no person has taken it. In telecare call
 # handling (TEC Quality, formerly the TSA, Quality Standards Framework; EN 50134-7) an alarm
 # call an operator has answered is closed by that operator with a recorded outcome: a later

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from alerting.detectors import (
@@ -11,12 +9,11 @@ from alerting.detectors import (
     HealthDetector,
     InactivityDetector,
     SafeZone,
-    SmokeDetector,
     SosDetector,
     WanderingDetector,
 )
 from alerting.model import Clear, Trigger
-from gateway import AlertKind, AlertStatus, DeviceType, Event, Severity, SmokeTelemetry, Status
+from gateway import AlertKind, AlertStatus, DeviceType, Event, Severity, Status
 
 T0 = 1_764_316_800_000  # 2025-11-28 16:00 local (UTC+8), daytime
 NIGHT = T0 + 8 * 3_600_000  # 00:00 local
@@ -63,69 +60,6 @@ def test_sos_cancel_from_another_button_does_nothing() -> None:
     det = SosDetector()
     det.on_event(_event("btn-1", DeviceType.BUTTON, "press", T0))
     assert det.on_event(_event("btn-2", DeviceType.BUTTON, "cancel", T0 + 1000)) == []
-
-
-def _smoke(
-    det: SmokeDetector, series: list[float], t0: int = T0, step_s: int = 5, temp_c: float = 22.0
-) -> list[int]:
-    """Feed readings; return the indexes at which a trigger came out."""
-    hits = []
-    for i, db_m in enumerate(series):
-        msg = SmokeTelemetry(
-            device_id="smk-1",
-            type=DeviceType.SMOKE,
-            seq=i,
-            ts=t0 + i * step_s * 1000,
-            smoke_db_m=db_m,
-            temp_c=temp_c,
-        )
-        if det.on_reading(msg):
-            hits.append(i)
-    return hits
-
-
-def _fire(rise_s: float) -> list[float]:
-    """A t-squared fire reaching 0.05 dB/m at rise_s, sampled every 5 s from 0.02 dB/m."""
-    start = 0.632 * rise_s
-    return [0.05 * ((start + 5 * k) / rise_s) ** 2 for k in range(40)]
-
-
-@pytest.mark.parametrize("rise_s", [60, 120, 240], ids=["fast", "medium", "slow"])
-def test_smoke_fire_raised_at_first_reading_over_threshold(rise_s: float) -> None:
-    series = _fire(rise_s)
-    first_over = next(i for i, v in enumerate(series) if v >= 0.05)
-    hits = _smoke(SmokeDetector(), series)
-    assert hits and hits[0] == first_over
-
-
-@pytest.mark.parametrize(
-    "peak",
-    [(0.03, 180), (0.055, 180), (0.065, 600)],
-    ids=["below", "just-over", "slow-cooking"],
-)
-def test_smoke_short_nuisance_peak_does_not_page(peak: tuple[float, int]) -> None:
-    # Raised-cosine rise, 40 s hold, then decay: a cooking or shower peak.
-    top, rise_s = peak
-    series = []
-    for k in range(200):
-        t = 5 * k
-        if t < rise_s:
-            shape = (1 - math.cos(math.pi * t / rise_s)) / 2
-        else:
-            shape = 1.0 if t < rise_s + 40 else math.exp(-(t - rise_s - 40) / 120)
-        series.append(top * shape)
-    assert _smoke(SmokeDetector(), series) == []
-
-
-def test_smoke_device_alarm_with_rising_smoke_raises_and_hush_mutes_threshold_rule() -> None:
-    det = SmokeDetector()
-    _smoke(det, [0.03, 0.04, 0.045])
-    found = det.on_event(_event("smk-1", DeviceType.SMOKE, "hush", T0 + 16_000))
-    assert found == []
-    # Hushed: a slow rise over the threshold does not page ...
-    assert _smoke(det, [0.05, 0.051, 0.052, 0.053], t0=T0 + 20_000) == []
-    # ... but fire-level obscuration always does.
-    assert _smoke(det, [0.25], t0=T0 + 60_000) == [0]
 
 
 def _fixes(det: WanderingDetector, track: list[tuple[float, float]], t0: int) -> list[int]:

@@ -29,6 +29,7 @@ class Seen:
 
     at_s: float
     retained: bool
+    qos: int  # as published, capped by the witness's QoS 1 subscription
     topic: str
     payload: dict[str, object]
 
@@ -52,6 +53,7 @@ class ReadingCheck:
     """Readings the witness saw against rows in the tables."""
 
     seen: dict[Key, float]  # first arrival at the witness, wall clock s
+    qos0: set[Key]  # published at QoS 0: the broker queues nothing for an offline session
     stored_rows: int
     stored: set[Key]
     duplicate_keys: int
@@ -133,7 +135,8 @@ def check_readings(
     """Readings the witness first saw at or after `since_s` (wall clock) against the tables."""
     stored, rows = stored_readings(conn)
     wanted = {k: at for k, at in seen_readings(seen).items() if at >= since_s}
-    return ReadingCheck(wanted, rows, stored, rows - len(stored))
+    qos0 = {k for k, m in _by_key(seen).items() if m.qos == 0}
+    return ReadingCheck(wanted, qos0, rows, stored, rows - len(stored))
 
 
 def dead_letters(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, int]:
@@ -142,17 +145,22 @@ def dead_letters(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, int]
     return {str(r): int(n) for r, n in rows}  # type: ignore[call-overload]
 
 
-def missing_report(readings: ReadingCheck, seen: list[Seen]) -> str:
-    """Every reading seen but not stored, with its arrival time, topic and payload."""
+def _by_key(seen: list[Seen]) -> dict[Key, Seen]:
     by_key: dict[Key, Seen] = {}
     for m in seen:
         ts, seq = m.payload.get("ts"), m.payload.get("seq")
         if "/devices/" in m.topic and isinstance(ts, int) and isinstance(seq, int):
             by_key.setdefault((_device_of(m.topic)[0], ts, seq), m)
+    return by_key
+
+
+def missing_report(readings: ReadingCheck, seen: list[Seen]) -> str:
+    """Every reading seen but not stored, with its arrival time, QoS, topic and payload."""
+    by_key = _by_key(seen)
     lines = []
     for key in sorted(readings.missing, key=lambda k: readings.seen[k]):
         m = by_key[key]
-        lines.append(f"{m.at_s:.3f} {m.topic} {json.dumps(m.payload)[:300]}")
+        lines.append(f"{m.at_s:.3f} qos{m.qos} {m.topic} {json.dumps(m.payload)[:300]}")
     return "\n".join(lines) + "\n"
 
 
@@ -290,7 +298,11 @@ def summary_table(
         f"  readings seen by the witness / stored        {len(readings.seen)} /"
         f" {len(readings.stored)} distinct ({readings.stored_rows} rows)"
     )
-    lines.append(f"  readings seen but never stored               {len(readings.missing)}")
+    qos0 = len(readings.missing & readings.qos0)
+    lines.append(
+        f"  readings seen but never stored               {len(readings.missing)}"
+        f" ({qos0} published at QoS 0)"
+    )
     when = Counter(_phase(readings.seen[k], faults) for k in readings.missing)
     lines += [f"      {n:>5} first seen {phase}" for phase, n in sorted(when.items())]
     lines.append(f"  rows duplicating a (device, ts, seq)         {readings.duplicate_keys}")

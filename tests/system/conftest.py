@@ -248,7 +248,7 @@ class Witness:
     def __init__(self, port: int, topics: list[str], path: Path, client_id: str) -> None:
         self.path = path
         argv = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-c", "-i", client_id]
-        argv += ["-q", "1", "-k", "10", "-F", "%U %r %t %p"]
+        argv += ["-q", "1", "-k", "10", "-F", "%U %r %q %t %p"]
         for topic in topics:
             argv += ["-t", topic]
         self._out = path.open("wb")
@@ -257,16 +257,16 @@ class Witness:
     def messages(self) -> list[Seen]:
         out = []
         for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-            parts = line.split(" ", 3)
-            if len(parts) != 4 or parts[1] not in ("0", "1"):
+            parts = line.split(" ", 4)
+            if len(parts) != 5 or parts[1] not in ("0", "1") or not parts[2].isdigit():
                 continue
             try:
                 at_s = float(parts[0])
-                payload = json.loads(parts[3])
+                payload = json.loads(parts[4])
             except ValueError:
                 continue
             if isinstance(payload, dict):
-                out.append(Seen(at_s, parts[1] == "1", parts[2], payload))
+                out.append(Seen(at_s, parts[1] == "1", int(parts[2]), parts[3], payload))
         return out
 
     def close(self) -> None:

@@ -299,18 +299,48 @@ def _values(alert: AlertRow) -> list[Any]:
     ]
 
 
+def _update(conn: Conn, alert: AlertRow, stored: tuple[Any, ...]) -> None:
+    """Store the recorded state of an alert PostgreSQL already has.
+
+    What a person stored while this process could not reach the database wins: a close is
+    never reopened, and an acknowledgement keeps its status and centre (only the trigger
+    fields are taken: a higher severity, the position, the newest trigger time). Otherwise
+    the newer state is stored.
+
+    Args:
+        conn: the connection (in the caller's transaction).
+        alert: the state recorded in the outbox.
+        stored: (status, updated_ts, acked_ts, severity) as PostgreSQL has them.
+    """
+    status, updated_ts, acked_ts, severity = stored
+    if AlertStatus(status) not in ACTIVE:
+        return
+    if alert.active and acked_ts is not None and alert.acked_ts is None:
+        up = severity_rank(alert.severity) > severity_rank(Severity(severity))
+        conn.execute(
+            "UPDATE alerts SET severity = %s, lat = %s, lon = %s,"
+            " last_event_ts = greatest(last_event_ts, %s) WHERE alert_id = %s",
+            (
+                alert.severity.value if up else severity,
+                alert.lat,
+                alert.lon,
+                alert.last_event_ts,
+                alert.alert_id,
+            ),
+        )
+    elif int(updated_ts) <= alert.updated_ts:
+        conn.execute(
+            f"UPDATE alerts SET {_SET} WHERE alert_id = %s", (*_values(alert)[1:], alert.alert_id)
+        )
+
+
 def _reconcile_alert(conn: Conn, alert: AlertRow) -> AlertRow:
     row = conn.execute(
-        "SELECT status, updated_ts FROM alerts WHERE alert_id = %s FOR UPDATE", (alert.alert_id,)
+        "SELECT status, updated_ts, acked_ts, severity FROM alerts WHERE alert_id = %s FOR UPDATE",
+        (alert.alert_id,),
     ).fetchone()
     if row is not None:
-        closed_there = AlertStatus(row[0]) not in ACTIVE
-        # A person's close stored in PostgreSQL wins; otherwise the newer state does.
-        if not (closed_there and alert.active) and int(row[1]) <= alert.updated_ts:
-            conn.execute(
-                f"UPDATE alerts SET {_SET} WHERE alert_id = %s",
-                (*_values(alert)[1:], alert.alert_id),
-            )
+        _update(conn, alert, tuple(row))
         return alert
     inserted = conn.execute(
         f"INSERT INTO alerts (alert_id, {_FIELDS}) VALUES ({', '.join(['%s'] * 22)})"

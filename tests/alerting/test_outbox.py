@@ -144,3 +144,30 @@ def test_a_close_stored_by_a_person_is_not_reopened_by_the_outbox(
         steps = [h[2] for h in store.history(conn, opened.alert_id)]
     assert alert is not None and alert.status is AlertStatus.RESOLVED
     assert steps == ["open", "resolved", "escalated"]
+
+
+def test_an_acknowledgement_stored_meanwhile_keeps_its_status_and_centre(
+    schema_url: str, device_suffix: str, tmp_path: Path
+) -> None:
+    """A process cut off from the database escalates an alert a dispatcher has acknowledged."""
+    prepare_db(schema_url, small_fleet(device_suffix))
+    opened = _alert(device_suffix)
+    first = Outbox(str(tmp_path / "a.sqlite3"))
+    first.record(opened, Transition(None, opened.device_id, "press"))
+    with psycopg.connect(schema_url) as conn:
+        first.reconcile(conn)
+        store.transition(conn, opened.alert_id, AlertStatus.ACKNOWLEDGED, "nurse-1", "", NOW + 1)
+        late = Outbox(str(tmp_path / "b.sqlite3"))
+        escalated = replace(
+            _escalated(opened, device_suffix), severity=Severity.CRITICAL, lat=39.94
+        )
+        late.record(escalated, Transition(AlertStatus.OPEN, "system", "escalated: unanswered"))
+        late.reconcile(conn)
+        alert = store.get_alert(conn, opened.alert_id)
+    assert alert is not None
+    assert (alert.status, alert.center_id, alert.acked_ts) == (
+        AlertStatus.ACKNOWLEDGED,
+        opened.center_id,
+        NOW + 1,
+    )
+    assert (alert.severity, alert.lat) == (Severity.CRITICAL, 39.94)

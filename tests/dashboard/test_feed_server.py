@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -144,12 +145,22 @@ def _rss_kb(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def _listen_port() -> int:
+    """A free port below the ephemeral range, so no outgoing connection takes it meanwhile."""
+    while True:
+        port = random.randrange(20_000, 30_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
 @contextmanager
 def dashboard_process(schema_url: str, mqtt_url: str, prefix: str) -> Iterator[tuple[str, int]]:
     """`eldercare dashboard` in its own process; yields (host:port, pid)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _listen_port()
     env = {
         **os.environ,
         "DATABASE_URL": schema_url,

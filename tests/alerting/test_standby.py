@@ -94,6 +94,8 @@ def _env(mqtt_url: str, schema_url: str, prefix: str, tmp_path: Path, n: int) ->
         ALERTING_CENTERS_RELOAD_S="0.5",
         ALERTING_OUTBOX_PATH=str(tmp_path / f"outbox-{n}.sqlite3"),
         ELDERCARE_LOG_LEVEL="INFO",
+        # The processes run this checkout, as the tests do, whatever the install maps.
+        PYTHONPATH=str(ROOT),
     )
     return env
 

@@ -155,6 +155,10 @@ class Leadership:
                     logger.warning("another process took the alerting lock: stopping at once")
                     break
             halt.set()
+            # A probe that outlived `release` (a hung session) may have taken the lock again:
+            # never leave a lock session behind that no one will close.
+            if self._done.is_set() or self.lost.is_set():
+                self._drop()
 
         self._keeper = threading.Thread(target=run, name="alerting-lock", daemon=True)
         self._keeper.start()

@@ -120,6 +120,7 @@ class AlertingService:
                 s.database_url, s.topic_prefix, s.standby_poll_s, s.standby_lock_key
             )
             if not self.leader.acquire(stop):
+                self.leader.release()
                 return
             halt = threading.Event()
             self.leader.keep(stop, halt)

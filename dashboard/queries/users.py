@@ -130,6 +130,11 @@ def record_attempt(conn: Conn, username: str, ip: str, now_ms: int, ok: bool) ->
             "DELETE FROM login_attempts WHERE username = %s AND ip = %s AND NOT ok",
             (username, ip),
         )
+    # Rows older than a day lie outside any throttling window (minutes): they go.
+    conn.execute(
+        "DELETE FROM login_attempts WHERE username = %s AND ip = %s AND at_ts < %s",
+        (username, ip, now_ms - 86_400_000),
+    )
     conn.execute(
         "INSERT INTO login_attempts (username, ip, at_ts, ok) VALUES (%s, %s, %s, %s)",
         (username, ip, now_ms, ok),
@@ -143,6 +148,9 @@ def create_session(
     user = get_user(conn, username)
     if user is None:
         return None
+    conn.execute(
+        "DELETE FROM user_sessions WHERE user_id = %s AND expires_ts <= %s", (user.id, now_ms)
+    )
     conn.execute(
         "INSERT INTO user_sessions (token_hash, user_id, csrf_token, created_ts, last_seen_ts,"
         " expires_ts) VALUES (%s, %s, %s, %s, %s, %s)",

@@ -19,7 +19,7 @@ import psycopg
 
 from alerting.dispatch import Dispatcher
 from alerting.engine import Engine
-from alerting.fall_model import load_fall_model
+from alerting.fall_model import FallModel, load_fall_model
 from alerting.leader import Leadership, fence_on_takeover
 from alerting.lifecycle import AlertRow
 from alerting.metrics import AlertingMetrics, LiveState
@@ -104,6 +104,7 @@ class AlertingService:
         self.writer: AlertWriter | None = None
         self.leader: Leadership | None = None
         self._halt = threading.Event()  # set when this process must stop acting
+        self._model: FallModel | None = None
 
     def run(self, stop: threading.Event) -> None:
         """Stand by until this process holds the alerting lock, then act until `stop`.
@@ -115,6 +116,7 @@ class AlertingService:
         if not s.standby:
             self._run_active(stop)
             return
+        self._fall_model()  # a second of work a standby does now, not after a failover
         while not stop.is_set():
             self.leader = Leadership(
                 s.database_url, s.topic_prefix, s.standby_poll_s, s.standby_lock_key
@@ -189,7 +191,7 @@ class AlertingService:
         now = self.clock()
         fleet = load_fleet(conn)
         conn.commit()
-        model = load_fall_model(s.fall_model_path)
+        model = self._fall_model()
         engine = Engine(
             fleet,
             model.classifier,
@@ -246,6 +248,12 @@ class AlertingService:
         since = now - self.settings.baseline_days * 86_400_000
         for elder_id, hours in readback.hourly_baselines(conn, since).items():
             engine.inactivity.set_baseline(elder_id, hours)
+
+    def _fall_model(self) -> FallModel:
+        """The fall model, loaded once per process (a standby loads it before it leads)."""
+        if self._model is None:
+            self._model = load_fall_model(self.settings.fall_model_path)
+        return self._model
 
     def _catchup_window_ms(self) -> int:
         """Catch-up spans the broker session's expiry: what a resumed session could hold."""

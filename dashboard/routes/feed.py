@@ -57,7 +57,7 @@ async def feed(ws: WebSocket, after: int | None = None) -> None:
     if user is None:
         await ws.close(CLOSE_UNAUTHORISED, "not logged in")
         return
-    if not _same_origin(ws) or (after is not None and after < 0):
+    if not _same_origin(ws) or (after is not None and not 0 <= after < 2**63):
         await ws.close(CLOSE_FORBIDDEN, "forbidden")
         return
     hub: FeedHub = ws.app.state.hub

@@ -217,3 +217,14 @@ def test_signing_out_closes_the_sessions_feed_with_4401(
         assert err.value.code == 4401
         alert = raise_alert(dash_fleet.elders[0])
         assert ws2.receive_json()["alert"]["alert_id"] == alert.alert_id
+
+
+@pytest.mark.parametrize("after", ["-1", str(2**63)], ids=["negative", "past-bigint"])
+def test_an_impossible_resume_point_is_refused(client_as: ClientAs, after: str) -> None:
+    disp = client_as("dispatcher")
+    with (
+        disp.websocket_connect(f"{WS_BASE}/api/v1/feed?after={after}") as ws,
+        pytest.raises(WebSocketDisconnect) as err,
+    ):
+        ws.receive_json()
+    assert err.value.code == 4403

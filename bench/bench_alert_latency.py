@@ -8,6 +8,16 @@ in the same run, is a plain broker round trip (publish -> a subscriber) under th
 the ratio says what the platform adds.
 
     .venv/bin/python bench/bench_alert_latency.py --samples 200 --elders 300 --speed 20
+
+Two fault modes run `eldercare alerting` as separate processes on a private PostgreSQL cluster
+and a private Mosquitto, and time with the C clients (`mosquitto_sub -F %U`); their ceiling is
+`mosquitto_pub` -> broker -> `mosquitto_sub`, the fastest thing the machine can do:
+
+    --mode outage    p50/p99 press -> alert on the centre topic with the database up, then
+                     while it is stopped (alerts must go out from the local outbox), and how
+                     long the outbox takes to reach the table once it is back.
+    --mode failover  SIGKILL of the active alerting process while presses arrive every
+                     100 ms: kill -> first alert from the standby, and presses lost or doubled.
 """
 
 from __future__ import annotations
@@ -149,7 +159,16 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=20.0, help="district time acceleration")
     parser.add_argument("--elders", type=int, default=300)
     parser.add_argument("--gap-s", type=float, default=0.1, help="pause between samples")
+    parser.add_argument("--mode", choices=("steady", "outage", "failover"), default="steady")
+    parser.add_argument(
+        "--window-s", type=float, default=20.0, help="failover: seconds of presses after the kill"
+    )
     args = parser.parse_args()
+    if args.mode != "steady":
+        from bench_alert_faults import run_mode
+
+        run_mode(args)
+        return
     db = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
     broker = None
     mqtt = os.environ.get("MQTT_URL", "")

@@ -34,6 +34,12 @@ def eldercare_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "eldercare", *args]
 
 
+def process_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a platform process: this tree's packages on PYTHONPATH (including
+    any added since the install), then `extra`."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), **(extra or {})}
+
+
 def _alive(pid: int) -> bool:
     """Whether `pid` exists and is not a zombie."""
     try:
@@ -204,7 +210,7 @@ class Service:
     """One platform process (`eldercare ingest`, `eldercare alerting` ...) with its log file."""
 
     def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_dir: Path) -> None:
-        self.name, self.argv, self.env = name, argv, {**os.environ, **env}
+        self.name, self.argv, self.env = name, argv, process_env(env)
         self.log = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0

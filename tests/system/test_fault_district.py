@@ -14,7 +14,6 @@ centre topics; every reading the broker distributed stored exactly once; no Will
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -42,6 +41,7 @@ from tests.system.conftest import (
     Service,
     Witness,
     eldercare_argv,
+    process_env,
     wait_until,
 )
 
@@ -72,7 +72,9 @@ PROBE_SEQ = 2**31
 def _fleet(tmp: Path) -> tuple[Path, dict[str, object]]:
     path = tmp / "fleet.json"
     argv = eldercare_argv("sim", "fleet", "--elders", str(ELDERS), "--seed", str(SEED))
-    subprocess.run([*argv, "--out", str(path)], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [*argv, "--out", str(path)], check=True, capture_output=True, timeout=120, env=process_env()
+    )
     return path, json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -187,7 +189,7 @@ def test_district_survives_broker_database_and_process_faults(
     for args in (("db", "migrate"), ("registry", "import", str(fleet_path))):
         subprocess.run(
             eldercare_argv(*args),
-            env={**os.environ, **env},
+            env=process_env(env),
             check=True,
             timeout=120,
             capture_output=True,
@@ -235,7 +237,9 @@ def test_district_survives_broker_database_and_process_faults(
         sim_argv += ["--rate-scale", "0", "--faults", "duplicate=0.01"]
         sim_argv += ["--ground-truth", str(tmp_path / "truth.jsonl"), *flags]
         with (tmp_path / "sim.log").open("wb") as sim_log:
-            sim = subprocess.Popen(sim_argv, stdout=sim_log, stderr=subprocess.STDOUT, cwd=ROOT)
+            sim = subprocess.Popen(
+                sim_argv, stdout=sim_log, stderr=subprocess.STDOUT, cwd=ROOT, env=process_env()
+            )
         faults = _run_faults(_timeline(broker, pg, ingest, alerting), tmp_path / "faults.log")
         assert sim.wait(RUN_S + 180) == 0
         truth = read_ground_truth(tmp_path / "truth.jsonl")

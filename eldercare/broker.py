@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -18,7 +19,8 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
-from gateway.mqtt import DEFAULT_MQTT_URL, parse_mqtt_url
+from gateway.mqtt import DEFAULT_MQTT_URL, BrokerAddress, parse_mqtt_url
+from gateway.settings import MqttAuthSettings
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +166,24 @@ def _read_packet(sock: socket.socket) -> tuple[int, bytes] | None:
     return head[0], _read_exact(sock, length)
 
 
+def _login(addr: BrokerAddress) -> tuple[str | None, str | None]:
+    """The probe logs in as the services will: the URL's account, else MQTT_USERNAME."""
+    if addr.username:
+        return addr.username, addr.password.get_secret_value() if addr.password else None
+    auth = MqttAuthSettings()
+    secret = auth.secret() if auth.username else None
+    return auth.username, secret.get_secret_value() if secret else None
+
+
+def _secured(sock: socket.socket, addr: BrokerAddress) -> socket.socket:
+    """`sock` wrapped in TLS for an `mqtts://` URL (the CA from MQTT_CA_FILE), else as is."""
+    if not addr.tls:
+        return sock
+    ca_file = MqttAuthSettings().ca_file
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    return context.wrap_socket(sock, server_hostname=addr.host)
+
+
 def mqtt5_refusal(url: str, timeout_s: float = 3.0) -> str | None:
     """Why the broker at `url` cannot serve the platform, or None when it accepts MQTT 5.
 
@@ -177,8 +197,10 @@ def mqtt5_refusal(url: str, timeout_s: float = 3.0) -> str | None:
         return str(exc)
     client_id = f"eldercare-probe-{uuid.uuid4().hex[:8]}"
     try:
-        with socket.create_connection((addr.host, addr.port), timeout=timeout_s) as sock:
-            sock.sendall(mqtt5_connect_packet(client_id, addr.username, addr.password))
+        raw = socket.create_connection((addr.host, addr.port), timeout=timeout_s)
+        with _secured(raw, addr) as sock:
+            username, password = _login(addr)
+            sock.sendall(mqtt5_connect_packet(client_id, username, password))
             packet = _read_packet(sock)
             if packet is not None and packet[0] >> 4 == 2 and len(packet[1]) >= 3:
                 with contextlib.suppress(OSError):

@@ -15,6 +15,7 @@ import dashboard.cli
 import eldercare.up
 import evaluation.cli
 import firmware_sim.cli
+import gateway.cli
 import ingest.cli
 
 Handler = Callable[[argparse.Namespace], int]
@@ -26,6 +27,7 @@ _PROVIDERS = (
     dashboard.cli,
     eldercare.up,
     evaluation.cli,
+    gateway.cli,
 )
 
 

@@ -13,6 +13,9 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from pydantic import SecretStr
+
+from gateway.settings import MqttAuthSettings
 
 logger = logging.getLogger(__name__)
 
@@ -26,29 +29,33 @@ class BrokerAddress:
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
 
     @property
     def url(self) -> str:
-        """The address back as an `mqtt://` URL (password left out)."""
+        """The address back as an `mqtt://` (or `mqtts://`) URL, password left out."""
         user = f"{self.username}@" if self.username else ""
-        return f"mqtt://{user}{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
 
 
 def parse_mqtt_url(url: str) -> BrokerAddress:
-    """Parse `mqtt://[user[:password]@]host[:port]` (also `tcp://`).
+    """Parse `mqtt://[user[:password]@]host[:port]` (also `tcp://`, and `mqtts://` for TLS).
 
     Raises:
         ValueError: for another scheme or a missing host.
     """
     parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise ValueError(f"not an mqtt://host:port URL: {url!r}")
+    if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
+        # The URL may carry a password: never echo it back.
+        raise ValueError("not an mqtt://host:port URL")
+    tls = parts.scheme in ("mqtts", "ssl")
     return BrokerAddress(
         host=parts.hostname,
-        port=parts.port or 1883,
+        port=parts.port or (8883 if tls else 1883),
         username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
+        password=SecretStr(unquote(parts.password)) if parts.password else None,
+        tls=tls,
     )
 
 
@@ -83,9 +90,29 @@ def make_client(
     )
     client.on_socket_open = _nodelay
     client.reconnect_delay_set(min_delay=1, max_delay=30)
-    if address is not None and address.username:
-        client.username_pw_set(address.username, address.password)
+    apply_login(client, address, MqttAuthSettings())
     return client
+
+
+def apply_login(client: paho.Client, address: BrokerAddress | None, auth: MqttAuthSettings) -> None:
+    """Set the username, password and TLS of `client` before it connects.
+
+    A username in the URL wins; otherwise `MQTT_USERNAME` with `MQTT_PASSWORD_FILE` or
+    `MQTT_PASSWORD`. TLS is on for an `mqtts://` URL or when `MQTT_CA_FILE` is set; the
+    broker's certificate must chain to that CA (or the system's when none is given).
+    """
+    if address is not None and address.username:
+        secret = address.password
+        client.username_pw_set(address.username, secret.get_secret_value() if secret else None)
+    elif auth.username:
+        secret = auth.secret()
+        client.username_pw_set(auth.username, secret.get_secret_value() if secret else None)
+    if (address is not None and address.tls) or auth.ca_file is not None:
+        client.tls_set(
+            ca_certs=str(auth.ca_file) if auth.ca_file else None,
+            certfile=str(auth.cert_file) if auth.cert_file else None,
+            keyfile=str(auth.key_file) if auth.key_file else None,
+        )
 
 
 def connect_properties(

@@ -29,3 +29,9 @@ ROUTERS += [
 from dashboard.routes.pages import router as pages_router  # noqa: E402  (the page, after the API)
 
 ROUTERS.append(pages_router)
+
+from dashboard.routes.family import router as family_router  # noqa: E402
+from dashboard.routes.push import router as push_router  # noqa: E402
+from dashboard.routes.webhooks import router as webhooks_router  # noqa: E402
+
+ROUTERS += [push_router, webhooks_router, family_router]

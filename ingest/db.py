@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import struct
@@ -34,6 +35,9 @@ RETRYABLE: tuple[type[Exception], ...] = (
 # a syntax error) is a deployment fault for every row alike and stops the service instead.
 REJECTED: tuple[type[Exception], ...] = (psycopg.DataError, psycopg.IntegrityError)
 _MS = "timestamptz 'epoch' + {} * interval '1 millisecond'"
+# A dead letter keeps the first 4 KiB of its payload (enough to read any field of a valid
+# 16 KiB message's header) plus its size and SHA-256, never the whole body (migration 009).
+DEAD_LETTER_KEEP_BYTES = 4096
 
 
 def connect(
@@ -215,10 +219,11 @@ _ANCHOR_SQL = (
     " FROM device_last_seen WHERE device_id = ANY(%s::text[])"
 )
 _DEAD_SQL = (
-    "INSERT INTO dead_letters (received_at, topic, payload, reason, detail)"
-    f" SELECT {_MS.format('r')}, t, p, c, d"
-    " FROM unnest(%s::bigint[], %s::text[], %s::bytea[], %s::text[], %s::text[])"
-    " AS u (r, t, p, c, d)"
+    "INSERT INTO dead_letters (received_at, topic, payload, reason, detail, payload_size,"
+    " payload_sha256)"
+    f" SELECT {_MS.format('r')}, t, p, c, d, n, h"
+    " FROM unnest(%s::bigint[], %s::text[], %s::bytea[], %s::text[], %s::text[],"
+    " %s::integer[], %s::bytea[]) AS u (r, t, p, c, d, n, h)"
 )
 _LAST_SEEN_SQL = (
     "INSERT INTO device_last_seen AS s (device_id, last_seen_at, last_ts, online, status_at,"
@@ -386,10 +391,12 @@ def _write_dead(conn: Conn, batch: Batch) -> None:
         _DEAD_SQL,
         (
             [d.received_ms for d in dead],
-            [d.topic for d in dead],
-            [d.payload for d in dead],
+            [d.topic[:DEAD_LETTER_KEEP_BYTES] for d in dead],
+            [d.payload[:DEAD_LETTER_KEEP_BYTES] for d in dead],
             [d.reason.value for d in dead],
             [d.detail for d in dead],
+            [len(d.payload) for d in dead],
+            [hashlib.sha256(d.payload).digest() for d in dead],
         ),
     )
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from alerting.caps import DeviceCaps
 from alerting.clock import ClockOffsets
 from alerting.detectors import (
     AnomalyDetector,
@@ -67,6 +68,8 @@ class EngineStats:
     retained: int = 0  # retained statuses replayed by the broker, not taken as news
     implausible_fixes: int = 0  # positions never used to place an alert
     late_fixes: int = 0  # positions older than the newest one, not used to move it
+    over_rate: int = 0  # telemetry beyond its device's rate (alerting.caps)
+    over_window_cap: int = 0  # cane windows beyond its buffer cap (alerting.caps)
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -101,11 +104,13 @@ class Engine:
         self.health = HealthDetector({}, {}, will_grace_s)
         self.stats = EngineStats()
         self.clocks = ClockOffsets()
+        self.caps = DeviceCaps()
         self._devices: dict[str, Device] = {}
         self._elders: dict[str, Elder] = {}
         self._centers: list[tuple[float, float]] = []
-        # device -> (corrected ts, lat, lon) of its newest plausible fix
+        # device -> (corrected ts, lat, lon) of its newest plausible fix, and that fix's `seq`
         self._positions: dict[str, tuple[int, float, float]] = {}
+        self._position_seq: dict[str, int] = {}
         self._recent: dict[str, OrderedDict[tuple[int, int], int]] = {}
         self._newest: dict[str, tuple[int, int]] = {}  # device -> (ts, seq) of its newest message
         self._implausible: set[str] = set()
@@ -165,6 +170,9 @@ class Engine:
             return []
         if isinstance(message, Status):
             return self._status(message, now_ms, retained=retained)
+        if not isinstance(message, Event) and not self.caps.admit(device.id, now_ms):
+            self.stats.over_rate += 1
+            return []
         if self._seen(device.id, (message.ts, message.seq), now_ms):
             self.stats.duplicates += 1
             logger.debug("duplicate message %s ts=%d seq=%d", device.id, message.ts, message.seq)
@@ -227,8 +235,15 @@ class Engine:
             return self._cane(device, message, now_ms)
         return []
 
-    def _place(self, device: Device, ts: int, lat: float, lon: float, hacc_m: float | None) -> str:
-        """Take a fix (corrected time): "newest", "late" or "implausible"."""
+    def _place(
+        self, device: Device, ts: int, seq: int, lat: float, lon: float, hacc_m: float | None
+    ) -> str:
+        """Take a fix (corrected time): "newest", "late" or "implausible".
+
+        Newer is judged by the device's own counter `seq` (contract §1), never by the corrected
+        time: the offset estimate moves as delivery delays change (a backlog drained, one quick
+        delivery), and a drop larger than the report interval would make a newer fix look older.
+        """
         elder = self._elders.get(device.elder_id)
         home = [(elder.home_lat, elder.home_lon)] if elder else []
         why = implausible_fix(lat, lon, hacc_m, itertools.chain(home, self._centers))
@@ -240,15 +255,16 @@ class Engine:
             return "implausible"
         self._implausible.discard(device.id)
         known = self._positions.get(device.id)
-        if known is not None and ts <= known[0]:
+        if known is not None and seq <= self._position_seq[device.id]:
             self.stats.late_fixes += 1
             logger.debug("late fix of %s (%d ms old) does not move it", device.id, known[0] - ts)
             return "late"
         self._positions[device.id] = (ts, lat, lon)
+        self._position_seq[device.id] = seq
         return "newest"
 
     def _band(self, device: Device, fix: BandTelemetry) -> list[Finding]:
-        placed = self._place(device, fix.ts, fix.lat, fix.lon, fix.hacc_m)
+        placed = self._place(device, fix.ts, fix.seq, fix.lat, fix.lon, fix.hacc_m)
         out: list[Finding] = []
         if placed == "newest":
             out.extend(self.wandering.on_fix(device.id, fix.ts, fix.lat, fix.lon, fix.hacc_m))
@@ -264,9 +280,14 @@ class Engine:
 
     def _cane(self, device: Device, window: CaneTelemetry, now_ms: int) -> list[Finding]:
         if window.lat is not None and window.lon is not None:
-            placed = self._place(device, window.ts, window.lat, window.lon, window.hacc_m)
+            placed = self._place(
+                device, window.ts, window.seq, window.lat, window.lon, window.hacc_m
+            )
             if placed == "implausible":
                 window = replace(window, lat=None, lon=None)
+        if not self.caps.buffer_window(device.id, window.ts, now_ms):
+            self.stats.over_window_cap += 1
+            return []
         out = self.fall.on_window(window, now_ms)
         mag = magnitude(np.asarray(window.accel_g, dtype=np.float64).reshape(-1, 3))
         if float(mag.std()) > _CANE_MOVING_STD_G:

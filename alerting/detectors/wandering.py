@@ -29,6 +29,7 @@ class SafeZone:
 @dataclass(slots=True)
 class _Track:
     streak: int = 0
+    clear_seen: bool = False  # a fix of the current streak was clear of the GPS noise
     alerted: bool = False
 
 
@@ -71,12 +72,16 @@ class WanderingDetector:
         beyond_m = distance_m(zone.lat, zone.lon, lat, lon) - zone.radius_m
         if beyond_m <= 0:
             track.streak = 0
+            track.clear_seen = False
             track.alerted = False
             return []
         track.streak += 1
         clear = beyond_m > self.hacc_factor * hacc_m
+        # By day, two in a row of which *any one* is clear: a clear first fix followed by a
+        # noisier one (a narrow street) is as good as the other way round.
+        track.clear_seen = track.clear_seen or clear
         night = is_night(ts)
-        needed = (1 if clear else 2) if night else (2 if clear else 3)
+        needed = (1 if clear else 2) if night else (2 if track.clear_seen else 3)
         if track.streak < needed:
             return []
         track.alerted = True

@@ -101,7 +101,11 @@ def put_preferences(body: Preferences, conn: Conn, user: ActingUser, now: NowMs)
     if (body.quiet_from is None) != (body.quiet_to is None):
         raise HTTPException(422, "quiet hours need both quiet_from and quiet_to")
     row = notify_q.PrefsRow(
-        sorted(set(body.kinds)), body.quiet_from, body.quiet_to, body.time_zone, body.language
+        [k for k in ALL_KINDS if k in body.kinds],
+        body.quiet_from,
+        body.quiet_to,
+        body.time_zone,
+        body.language,
     )
     notify_q.put_prefs(conn, user.id, row, now)
     return get_preferences(conn, user)

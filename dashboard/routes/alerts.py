@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel
 
@@ -43,6 +44,8 @@ _ACT = errors(
 )
 # Alert ids are `al-` and hex (alerting.store.new_alert_id); anything else names no alert.
 AlertId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+# Tries of an action rolled back by a deadlock or serialization failure.
+ATTEMPTS = 3
 # A page of more than this many alerts is more than a screen can show.
 PAGE_MAX = 500
 
@@ -139,10 +142,17 @@ def _publisher(request: Request) -> AlertPublisher | None:
 
 
 def _run(request: Request, conn: Conn, action: Any, *args: Any) -> actions.Done:
-    try:
-        done: actions.Done = action(conn, *args, client_ip(request))
-    except actions.ActionError as exc:
-        raise HTTPException(exc.status, exc.detail) from exc
+    for attempt in range(ATTEMPTS):
+        try:
+            done: actions.Done = action(conn, *args, client_ip(request))
+            break
+        except actions.ActionError as exc:
+            raise HTTPException(exc.status, exc.detail) from exc
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            # A deadlock with another writer of the same alerts (PostgreSQL rolls one side
+            # back): the action is one transaction, so it is repeated whole.
+            if attempt == ATTEMPTS - 1:
+                raise
     publisher = _publisher(request)
     if done.alert is not None and publisher is not None:
         publisher.publish(done.alert)  # contract §2: every change of state is published

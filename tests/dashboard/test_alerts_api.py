@@ -6,6 +6,7 @@ import json
 import queue
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -410,3 +411,40 @@ def test_access_code_only_for_the_holder_of_a_taken_alert(
     assert holder.get(url).json()["elder"]["access_code"] == "4001"
     assert colleague.get(url).json()["elder"]["access_code"] is None
     assert fam.get(url).json()["elder"]["access_code"] is None
+
+
+def test_a_take_rolled_back_by_a_deadlock_is_repeated(
+    client_as: ClientAs, raise_alert: RaiseAlert, dash_fleet: DashFleet, schema_url: str
+) -> None:
+    disp = client_as("dispatcher")
+    x, y = raise_alert(dash_fleet.elders[0]), raise_alert(dash_fleet.elders[1])
+    other = psycopg.connect(schema_url)
+    try:
+        # This side outwaits the console's deadlock check, so the console's try is the one
+        # PostgreSQL rolls back.
+        other.execute("SET deadlock_timeout = '30s'")
+        other.execute(
+            "INSERT INTO alert_transitions (alert_id, at_ts, from_status, to_status, center_id,"
+            " actor, note) VALUES (%s, 0, 'open', 'open', 'cc', 'system', 'holds the order lock')",
+            (x.alert_id,),
+        )
+        result: list[Any] = []
+        thread = threading.Thread(
+            target=lambda: result.append(disp.post(f"/api/v1/alerts/{y.alert_id}/ack"))
+        )
+        thread.start()
+        deadline = time.monotonic() + 20
+        with psycopg.connect(schema_url, autocommit=True) as probe:
+            while not probe.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).fetchone()[0]:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the take never waited"
+                time.sleep(0.05)
+        # The take holds y's row and waits for the order lock; asking for y closes the cycle.
+        other.execute("SELECT 1 FROM alerts WHERE alert_id = %s FOR UPDATE", (y.alert_id,))
+        other.commit()
+        thread.join(30)
+    finally:
+        other.close()
+    assert result and result[0].status_code == 200, result and result[0].text
+    assert result[0].json()["alert"]["status"] == "acknowledged"

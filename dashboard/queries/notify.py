@@ -206,12 +206,12 @@ def open_alert_elders(conn: Conn, elder_ids: Sequence[str]) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def elder_names(conn: Conn, elder_ids: Sequence[str]) -> dict[str, str]:
-    """Names of these elders."""
+def elder_homes(conn: Conn, elder_ids: Sequence[str]) -> dict[str, tuple[str, float, float]]:
+    """Name and home position of these elders."""
     rows = conn.execute(
-        "SELECT id, name FROM elders WHERE id = ANY(%s)", (list(elder_ids),)
+        "SELECT id, name, home_lat, home_lon FROM elders WHERE id = ANY(%s)", (list(elder_ids),)
     ).fetchall()
-    return {str(r[0]): str(r[1]) for r in rows}
+    return {str(r[0]): (str(r[1]), float(r[2]), float(r[3])) for r in rows}
 
 
 def center_names(conn: Conn) -> dict[str, str]:

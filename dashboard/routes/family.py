@@ -53,6 +53,14 @@ def manifest() -> Response:
     return resp
 
 
+@router.get("/family/icon-{size}.png", include_in_schema=False)
+def icon(size: Literal["192", "512"]) -> Response:
+    """The app icon for the manifest and the home screen."""
+    resp = _file_response(f"family/icon-{size}.png")
+    resp.headers["Content-Type"] = "image/png"
+    return resp
+
+
 # -- preferences ------------------------------------------------------------------------------
 
 
@@ -182,6 +190,8 @@ class FamilyElder(BaseModel):
 
     id: str
     name: str
+    home_lat: float
+    home_lon: float
     devices: list[FamilyDevice]
     alert_open: bool
     position: Position | None
@@ -198,7 +208,7 @@ class FamilyOut(BaseModel):
 def family_elders(conn: Conn, user: FamilyUser) -> FamilyOut:
     """The member's linked elders with live device state; no position without an alert."""
     ids = list(user.elder_ids)
-    names = notify_q.elder_names(conn, ids)
+    names = notify_q.elder_homes(conn, ids)
     active = notify_q.open_alert_elders(conn, ids)
     devices = devices_q.devices_of_elders(conn, ids)
     out = []
@@ -214,7 +224,9 @@ def family_elders(conn: Conn, user: FamilyUser) -> FamilyOut:
         out.append(
             FamilyElder(
                 id=elder_id,
-                name=names[elder_id],
+                name=names[elder_id][0],
+                home_lat=names[elder_id][1],
+                home_lon=names[elder_id][2],
                 devices=[
                     FamilyDevice(
                         id=d.id, type=d.type, online=d.online, battery_pct=d.battery_pct,

@@ -162,10 +162,24 @@ def _timeline(
     ]
 
 
+def _sim_clock_started(witness: Witness) -> Callable[[], bool]:
+    """Whether a simulated device has booted: its first retained status is out. The simulator
+    opens every connection before it starts its clock, which takes seconds on a loaded
+    machine; injections count from that start, so the faults must too."""
+
+    def started() -> bool:
+        return any(m.topic.endswith("/status") for m in witness.messages())
+
+    return started
+
+
 def _run_faults(
-    steps: list[tuple[float, str, Callable[[], None]]], log: Path
+    steps: list[tuple[float, str, Callable[[], None]]], started: Callable[[], bool], log: Path
 ) -> list[tuple[float, str]]:
-    """Run each step at its time after now; returns (wall clock s, name), the start first."""
+    """Run each step at its time after `started()`; returns (wall clock s, name), the start
+    first."""
+    if not wait_until(started, 180.0, 0.2):
+        pytest.fail("the simulator never started its devices")
     t0 = time.monotonic()
     done = [(time.time(), "simulator started")]
     with log.open("a", encoding="utf-8") as out:
@@ -240,7 +254,11 @@ def test_district_survives_broker_database_and_process_faults(
             sim = subprocess.Popen(
                 sim_argv, stdout=sim_log, stderr=subprocess.STDOUT, cwd=ROOT, env=process_env()
             )
-        faults = _run_faults(_timeline(broker, pg, ingest, alerting), tmp_path / "faults.log")
+        faults = _run_faults(
+            _timeline(broker, pg, ingest, alerting),
+            _sim_clock_started(witness),
+            tmp_path / "faults.log",
+        )
         assert sim.wait(RUN_S + 180) == 0
         truth = read_ground_truth(tmp_path / "truth.jsonl")
         _drain(pg.url, witness, truth, probe_elder, live_at)

@@ -1,4 +1,4 @@
-"""The pure engine (messages -> actions) and the eval scoring, with an injected clock."""
+"""The pure engine (messages -> actions) and the lifecycle, with an injected clock."""
 
 from __future__ import annotations
 
@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 
 from alerting.engine import Engine
-from alerting.lifecycle import AlertRow, TransitionError, check_transition
+from alerting.lifecycle import TransitionError, check_transition
 from alerting.model import Close, Raise
-from evaluation.scoring import Truth, score
 from gateway import (
     AlertKind,
     AlertStatus,
     BandTelemetry,
     DeviceType,
     Event,
-    Severity,
     Status,
 )
 from tests.alerting.helpers import HOME, small_fleet
@@ -104,54 +102,3 @@ def test_lifecycle_transitions(current: AlertStatus, target: AlertStatus, ok: bo
     else:
         with pytest.raises(TransitionError):
             check_transition(current, target)
-
-
-def _alert(
-    alert_id: str, kind: AlertKind, elder: str, raised: int, status: AlertStatus = AlertStatus.OPEN
-) -> AlertRow:
-    return AlertRow(
-        alert_id,
-        kind,
-        Severity.CRITICAL,
-        status,
-        elder,
-        "dev",
-        "cc",
-        1.0,
-        True,
-        False,
-        0.0,
-        0.0,
-        raised,
-        raised,
-        raised,
-        None,
-        None,
-        0,
-        "",
-        raised,
-        ("cc",),
-        raised,
-    )
-
-
-def test_scoring_matches_alerts_to_incidents() -> None:
-    truths = [
-        Truth("fall", True, "el-1", "cane-1", T0, T0),
-        Truth("fall", True, "el-2", "cane-2", T0, T0),
-        Truth("sit_hard", False, "el-3", "cane-3", T0, T0),
-        Truth("wandering", True, "el-4", "band-4", T0, T0, observable=False),
-    ]
-    alerts = [
-        _alert("a1", AlertKind.FALL, "el-1", T0 + 10_000),
-        _alert("a2", AlertKind.FALL, "el-3", T0 + 9_000),
-        _alert("a3", AlertKind.SOS, "el-1", T0, AlertStatus.CANCELLED),
-        _alert("a4", AlertKind.WANDERING, "el-4", T0 + 60_000),
-    ]
-    counts = {DeviceType.CANE: 3, DeviceType.BAND: 1, DeviceType.BUTTON: 1}
-    s = score(truths, alerts, counts, days=0.5)
-    assert (s["fall"].incidents, s["fall"].detected, s["fall"].false_alarms) == (2, 1, 1)
-    assert s["fall"].delays_s == [10.0]
-    assert s["fall"].false_per_device_day == pytest.approx(1 / 1.5)
-    assert s["sos"].cancelled == 1 and s["sos"].false_alarms == 0
-    assert s["wandering"].incidents == 0 and s["wandering"].false_alarms == 0

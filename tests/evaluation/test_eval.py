@@ -25,7 +25,7 @@ def test_injection_plan_is_seeded_and_covers_every_elder() -> None:
 def test_eval_scores_a_short_run(mqtt_url: str, database_url: str, tmp_path: Path) -> None:
     args = argparse.Namespace(
         elders=8,
-        seed=TUNING_SEEDS[0],
+        seeds=[TUNING_SEEDS[0]],
         speed=20.0,
         duration=40.0,
         pooled=0,
@@ -34,7 +34,15 @@ def test_eval_scores_a_short_run(mqtt_url: str, database_url: str, tmp_path: Pat
     )
     base = AlertingSettings(database_url=database_url, mqtt_url=mqtt_url)
     report = run_eval(args, base)
+    print(report)
     sos_line = next(line for line in report.splitlines() if line.startswith("sos "))
     incidents, sensitivity = sos_line.split()[1:3]
     assert int(incidents) >= 1 and float(sensitivity) == 1.0
-    assert (tmp_path / "ground_truth.jsonl").read_text().strip()
+    assert (tmp_path / str(TUNING_SEEDS[0]) / "ground_truth.jsonl").read_text().strip()
+    # A simulated staff took alerts: answer times are over answered alerts only.
+    staff = next(line for line in report.splitlines() if line.startswith("staff: "))
+    answered = int(staff.split(", ")[1].split()[0])
+    assert answered >= 1
+    assert "answered within 60 s" in report and "fires paged within 1 s" in report
+    for kind in ("inactivity", "anomaly"):
+        assert any(line.startswith(f"{kind} ") for line in report.splitlines())

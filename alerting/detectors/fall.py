@@ -1,12 +1,24 @@
-"""Fall: impacts in a cane's accelerometer windows, classified by a trained model.
+"""Fall: impacts in a cane's accelerometer windows, classified by a trained model; long lies.
 
 Impacts and windows are placed on the cane's corrected device time; whether the cane went
-quiet is decided on the platform clock from receive times only, so a cane whose clock is
-wrong by any amount is decided after the same delay.
+quiet, and when a long lie is due, is decided on the platform clock from receive times only,
+so a cane whose clock is wrong by any amount is decided after the same delay.
+
+A cane in a fall is either held (it follows the hand, and the model judges the impact) or let
+go (it falls on its own, and hits the floor with a short unloading the model rightly finds
+unlike a body). Either way, a cane that then lies still and flat and is not picked up within
+`LONG_LIE_S` raises a possible fall of its own ("long lie"): people who fall often cannot
+get up, and time on the floor is what harms them (Fleming & Brayne, BMJ 2008;337:a2227:
+80 % of fallers aged 90+ could not get up alone, 30 % lay for an hour or more, with more
+admissions and deaths). Commercial detectors wait for such stillness for 30-90 s before
+calling (a wrist fall detector calls after about a minute without movement), so 60 s here.
+Its severity is high, not critical: a dropped cane left on the floor is also what a seated
+person does, so it is a possible fall to check, below a body impact the model recognised.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -14,24 +26,46 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from alerting.fall_features import IMPACT_G, POST_S, PRE_S, fall_features, impact_indices, magnitude
+from alerting.fall_features import (
+    IMPACT_G,
+    POST_S,
+    PRE_S,
+    RECENTRE_AFTER_S,
+    REFRACTORY_S,
+    SAME_PEAK_S,
+    features_at,
+    impact_indices,
+    magnitude,
+    recentre,
+    smooth,
+)
 from alerting.model import Finding, Trigger
 from gateway.contract import AlertKind, Severity
 from gateway.messages import CaneTelemetry
 
-# Commercial fall detectors wait 30-90 s before escalating; the issue asks for an alert within
-# 30 s of the impact. Classify once POST_S seconds after the impact are in, or after this
-# long with whatever arrived (a cane lying still may stop streaming).
+# Commercial fall detectors wait 30-90 s before escalating; the alert must come within 30 s
+# of the impact. Classify once the post-impact seconds are in, or after this long with
+# whatever arrived (a cane lying still may stop streaming).
 MAX_WAIT_S = 12.0
 # A streaming cane sends a window every 2 s; this much silence means it stopped.
 QUIET_S = 6.0
 # The cane's own `fall_detected` is only a hint: it lowers the bar, it does not raise alone.
 HINT_WINDOW_S = 10.0
-_KEEP_S = PRE_S + POST_S + 4.0
+# Long lie (see the module docstring). Settling: a dropped cane bounces and rolls for ~1-3 s.
+LONG_LIE_S = 60.0
+SETTLE_S = 3.0
+# Still: magnitude spread under 0.05 g (the engine's cane-at-rest bound); flat: the shaft
+# turned 60° or more from how it was held before the impact (a held cane stands within ~20°
+# of vertical, a cane on the floor lies within ~20° of horizontal).
+STILL_STD_G = 0.05
+FLAT_TILT_DEG = 60.0
+# At least this much of the cane lying still is needed to say it lies still.
+LIE_EVIDENCE_S = 1.0
+_KEEP_S = PRE_S + POST_S + RECENTRE_AFTER_S + 6.0
 
 
 class FallClassifier(Protocol):
-    """A scikit-learn style binary classifier over `fall_features` vectors."""
+    """A scikit-learn style binary classifier over `alerting.fall_features` vectors."""
 
     def predict_proba(self, x: NDArray[np.float64]) -> NDArray[np.float64]: ...
 
@@ -48,6 +82,11 @@ class _Window:
     def start_ms(self) -> float:
         return self.end_ms - (len(self.samples) - 1) * 1000.0 / self.rate_hz
 
+    def after(self, t_ms: float) -> NDArray[np.float64]:
+        """The samples taken at or after `t_ms` (device time)."""
+        first = math.ceil((t_ms - self.start_ms) * self.rate_hz / 1000.0)
+        return self.samples[max(0, first) :]
+
 
 @dataclass(slots=True)
 class _Candidate:
@@ -55,6 +94,19 @@ class _Candidate:
     due_ms: int  # platform clock: MAX_WAIT_S after the impact, by its window's receive time
     decided: bool = False
     probability: float = 0.0
+    peak_ms: int | None = None  # device time of the averaged peak it was judged on
+
+
+@dataclass(slots=True)
+class _LongLie:
+    """A cane that hit something hard: watched until it is picked up or LONG_LIE_S pass."""
+
+    impact_ms: int
+    impact_g: float
+    due_ms: int  # platform clock: LONG_LIE_S after the impact, by its window's receive time
+    held: NDArray[np.float64] | None  # mean acceleration before the impact: how it was held
+    still_s: float = 0.0  # how long it was seen lying still and flat after settling
+    picked_up: bool = False
 
 
 @dataclass(slots=True)
@@ -64,10 +116,11 @@ class _Cane:
     hint_ms: int | None = None
     last_impact_ms: int = -(10**15)
     heard_ms: int = -(10**15)  # platform clock: the newest window's receive time
+    lie: _LongLie | None = None
 
 
 class FallDetector:
-    """Buffers each cane's recent windows, finds impacts, and asks the model about each one."""
+    """Buffers each cane's recent windows, finds impacts, asks the model, watches long lies."""
 
     def __init__(
         self, model: FallClassifier, threshold: float = 0.5, hint_threshold: float = 0.3
@@ -98,15 +151,27 @@ class FallDetector:
         newest_ms = cane.windows[-1].end_ms
         while cane.windows and cane.windows[0].end_ms < newest_ms - _KEEP_S * 1000:
             cane.windows.popleft()
+        if cane.lie is not None:
+            _watch(cane.lie, window)
         mag = magnitude(samples)
         if float(mag.max()) >= IMPACT_G:
             step_ms = 1000.0 / msg.rate_hz
             for idx in impact_indices(mag, msg.rate_hz):
                 t_ms = int(window.start_ms + idx * step_ms)
-                if t_ms - cane.last_impact_ms >= 3000:
+                if t_ms - cane.last_impact_ms >= REFRACTORY_S * 1000:
                     cane.last_impact_ms = t_ms
-                    due_ms = received_ms - (msg.ts - t_ms) + int(MAX_WAIT_S * 1000)
-                    cane.candidates.append(_Candidate(t_ms, due_ms))
+                    base_ms = received_ms - (msg.ts - t_ms)
+                    cane.candidates.append(_Candidate(t_ms, base_ms + int(MAX_WAIT_S * 1000)))
+                    lie = cane.lie
+                    if lie is not None and not lie.picked_up and mag[idx] <= lie.impact_g:
+                        continue  # a smaller bump of a cane already watched on the floor
+                    cane.lie = _LongLie(
+                        t_ms,
+                        float(mag[idx]),
+                        base_ms + int(LONG_LIE_S * 1000),
+                        _held(cane.windows, t_ms),
+                    )
+                    _watch(cane.lie, window)
         return self._decide(msg.device_id, cane, received_ms, final=False)
 
     def on_hint(self, device_id: str, ts: int) -> list[Finding]:
@@ -122,15 +187,20 @@ class FallDetector:
         return out
 
     def pending(self) -> bool:
-        """Whether some impact still awaits classification."""
+        """Whether some impact still awaits classification (long lies not counted)."""
         return any(not c.decided for cane in self._canes.values() for c in cane.candidates)
 
     def tick(self, now_ms: int) -> list[Finding]:
-        """Classify impacts whose cane went quiet, `MAX_WAIT_S` after the impact (platform ms)."""
+        """Classify impacts of canes gone quiet; raise long lies that are due (platform ms)."""
         out: list[Finding] = []
         for device_id, cane in self._canes.items():
             if cane.candidates:
                 out.extend(self._decide(device_id, cane, now_ms, final=True))
+            lie = cane.lie
+            if lie is not None and now_ms >= lie.due_ms:
+                cane.lie = None
+                if not lie.picked_up and lie.still_s >= LIE_EVIDENCE_S:
+                    out.append(self._long_lie(device_id, cane, lie))
         return out
 
     def _decide(self, device_id: str, cane: _Cane, now_ms: int, *, final: bool) -> list[Finding]:
@@ -140,7 +210,7 @@ class FallDetector:
         for cand in cane.candidates:
             if cand.decided:
                 continue
-            complete = newest_ms >= cand.impact_ms + POST_S * 1000
+            complete = newest_ms >= cand.impact_ms + (POST_S + RECENTRE_AFTER_S) * 1000
             # Decide on partial data only once the cane has gone quiet: while it streams,
             # late windows are still on their way. Quiet is measured between receive times,
             # never against the device clock.
@@ -149,7 +219,15 @@ class FallDetector:
             if not (complete or waited):
                 continue
             cand.decided = True
-            cand.probability = self._probability(cane, cand.impact_ms)
+            cand.probability, cand.peak_ms = self._probability(cane, cand.impact_ms)
+            if cand.peak_ms is not None and any(
+                c is not cand
+                and c.peak_ms is not None
+                and abs(c.peak_ms - cand.peak_ms) <= SAME_PEAK_S * 1000
+                for c in cane.candidates
+            ):
+                cand.probability = -1.0  # the same peak as a candidate judged before
+                continue
             hinted = (
                 cane.hint_ms is not None
                 and abs(cane.hint_ms - cand.impact_ms) <= HINT_WINDOW_S * 1000
@@ -162,24 +240,84 @@ class FallDetector:
         cane.candidates = [c for c in cane.candidates if not c.decided or c.due_ms > horizon]
         return out
 
-    def _probability(self, cane: _Cane, impact_ms: int) -> float:
+    def _features(
+        self, cane: _Cane, impact_ms: int
+    ) -> tuple[NDArray[np.float64] | None, int | None]:
+        """Features and device time of the largest averaged peak near `impact_ms`.
+
+        Features are None when that peak stays below IMPACT_G.
+        """
         samples, rate_hz, impact = _segment(cane.windows, impact_ms)
         if samples is None:
-            return 0.0
-        features = fall_features(samples, impact, rate_hz)
-        return float(self.model.predict_proba(features.reshape(1, -1))[0, 1])
+            return None, None
+        sm = smooth(magnitude(samples), rate_hz)
+        peak = recentre(sm, impact, rate_hz)
+        peak_ms = impact_ms + round((peak - impact) * 1000 / rate_hz)
+        if sm[peak] < IMPACT_G:
+            return None, peak_ms
+        return features_at(samples, sm, peak, rate_hz), peak_ms
+
+    def _probability(self, cane: _Cane, impact_ms: int) -> tuple[float, int | None]:
+        features, peak_ms = self._features(cane, impact_ms)
+        if features is None:
+            return 0.0, peak_ms
+        return float(self.model.predict_proba(features.reshape(1, -1))[0, 1]), peak_ms
 
     def _trigger(self, device_id: str, cane: _Cane, cand: _Candidate, how: str) -> Trigger:
-        samples, rate_hz, impact = _segment(cane.windows, cand.impact_ms)
+        f, peak_ms = self._features(cane, cand.impact_ms)
         detail = ""
-        if samples is not None:
-            f = fall_features(samples, impact, rate_hz)
-            detail = f"free fall {f[0]:.1f} g, impact {f[2]:.1f} g, still {f[6] * 100:.0f} %, "
+        if f is not None:
+            detail = f"impact {f[0]:.1f} g, posture change {f[9]:.0f}°, rest {f[8] * 100:.0f} %, "
         lat, lon = _position(cane.windows)
         reason = f"{detail}p={cand.probability:.2f} ({how})"
-        return Trigger(
-            AlertKind.FALL, Severity.CRITICAL, device_id, cand.impact_ms, reason, lat, lon
+        event_ms = cand.impact_ms if peak_ms is None else peak_ms
+        if cane.lie is not None and cane.lie.impact_ms <= event_ms + 3000:
+            cane.lie = None  # raised as a fall already: no second alert for the same impact
+        return Trigger(AlertKind.FALL, Severity.CRITICAL, device_id, event_ms, reason, lat, lon)
+
+    def _long_lie(self, device_id: str, cane: _Cane, lie: _LongLie) -> Trigger:
+        lat, lon = _position(cane.windows)
+        reason = (
+            f"possible fall (long lie): cane hit the floor at {lie.impact_g:.1f} g and lay "
+            f"still and flat, not picked up for {LONG_LIE_S:.0f} s"
         )
+        return Trigger(AlertKind.FALL, Severity.HIGH, device_id, lie.impact_ms, reason, lat, lon)
+
+
+def _held(windows: deque[_Window], impact_ms: int) -> NDArray[np.float64] | None:
+    """Mean acceleration over the PRE_S before an impact: the direction the cane was held."""
+    parts = [
+        w.samples[
+            max(0, math.ceil((impact_ms - PRE_S * 1000 - w.start_ms) * w.rate_hz / 1000)) : max(
+                0, math.floor((impact_ms - 500 - w.start_ms) * w.rate_hz / 1000) + 1
+            )
+        ]
+        for w in windows
+    ]
+    held = [p for p in parts if len(p)]
+    return np.concatenate(held).mean(axis=0) if held else None
+
+
+def _watch(lie: _LongLie, window: _Window) -> None:
+    """Update a long-lie watch with a window: still and flat, or picked up."""
+    if lie.picked_up:
+        return
+    part = window.after(lie.impact_ms + SETTLE_S * 1000)
+    if len(part) < 2:
+        return
+    moving = float(magnitude(part).std()) > STILL_STD_G
+    flat = lie.held is not None and _angle_deg(lie.held, part.mean(axis=0)) >= FLAT_TILT_DEG
+    if moving or not flat:
+        lie.picked_up = True
+        return
+    lie.still_s += len(part) / window.rate_hz
+
+
+def _angle_deg(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na < 1e-6 or nb < 1e-6:
+        return 0.0
+    return math.degrees(math.acos(float(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0))))
 
 
 def _position(windows: deque[_Window]) -> tuple[float | None, float | None]:
@@ -193,10 +331,12 @@ def _segment(
     windows: deque[_Window], impact_ms: int
 ) -> tuple[NDArray[np.float64] | None, int, int]:
     """The contiguous samples around `impact_ms` and the impact's index in them."""
+    before_ms = (PRE_S + 1.0) * 1000
+    after_ms = (POST_S + RECENTRE_AFTER_S + 1.0) * 1000
     chosen = [
         w
         for w in windows
-        if w.start_ms - 4000 <= impact_ms + POST_S * 1000 and w.end_ms >= impact_ms - PRE_S * 1000
+        if w.start_ms <= impact_ms + after_ms and w.end_ms >= impact_ms - before_ms
     ]
     if not chosen:
         return None, 50, 0
@@ -211,8 +351,4 @@ def _segment(
             impact = offset + round((impact_ms - w.start_ms) * rate_hz / 1000.0)
             break
         offset += len(w.samples)
-    impact = min(max(impact, 0), len(samples) - 1)
-    mag = magnitude(samples)
-    lo, hi = max(0, impact - rate_hz // 5), min(len(samples), impact + rate_hz // 5 + 1)
-    impact = lo + int(np.argmax(mag[lo:hi]))
-    return samples, rate_hz, impact
+    return samples, rate_hz, min(max(impact, 0), len(samples) - 1)

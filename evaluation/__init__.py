@@ -1,0 +1,1 @@
+"""Engineering tools: training and judging detectors on recordings (never imported by services)."""

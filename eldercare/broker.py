@@ -14,13 +14,19 @@ import ssl
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from gateway import acl
+from gateway.accounts import issue_account, sync_files, write_atomically
+from gateway.acl import AccountKind
 from gateway.mqtt import DEFAULT_MQTT_URL, BrokerAddress, parse_mqtt_url
 from gateway.settings import MqttAuthSettings
+from ingest.pg import connect
 
 logger = logging.getLogger(__name__)
 
@@ -252,3 +258,78 @@ def ensure_broker(local_url: str = DEFAULT_MQTT_URL, *, allow_mosquitto: bool = 
         raise BrokerUnavailable(f"the mosquitto started here: {refusal}; {_HOW}")
     logger.info("started mosquitto on port %d (data in %s)", port, data_dir)
     return started
+
+
+@dataclass(frozen=True, slots=True)
+class SecuredBroker:
+    """A Mosquitto started here with auth on: its address and one login URL per service.
+
+    Attributes:
+        url: the broker address without credentials (safe to print).
+        logins: service name -> `mqtt://svc_<name>:<secret>@host:port`, never printed.
+        conf_dir: the generated configuration (`mosquitto.conf`, `passwd`, `acl`).
+        proc: the broker process.
+    """
+
+    url: str
+    logins: dict[str, str]
+    conf_dir: Path
+    proc: subprocess.Popen[bytes]
+
+
+SERVICES_OF_UP = ("ingest", "alerting", "simulator", "dashboard")
+
+
+def start_secured_broker(database_url: str, prefix: str = "") -> SecuredBroker:
+    """Start Mosquitto with the configuration `eldercare gateway broker-config` writes.
+
+    Issues fresh secrets for the services `up` runs (only their hashes reach the registry),
+    renders the password and ACL files from the registry in `database_url`, and stops the
+    broker when the process exits.
+
+    Raises:
+        RuntimeError: when mosquitto does not start.
+    """
+    port = free_port()
+    conf_dir = Path(tempfile.mkdtemp(prefix="eldercare-mosquitto-auth-"))
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    conf = acl.render_conf(conf_dir, port=port, run_as="root" if root else None)
+    write_atomically(conf_dir / "mosquitto.conf", conf, 0o600)
+    logins = {}
+    with connect(database_url, autocommit=True) as conn:
+        for name in SERVICES_OF_UP:
+            cred = issue_account(conn, AccountKind.SERVICE, name)
+            secret = cred.password.get_secret_value()
+            logins[name] = f"mqtt://{cred.username}:{secret}@127.0.0.1:{port}"
+        sync_files(conn, conf_dir, prefix)
+    log = (conf_dir / "mosquitto.log").open("ab")
+    proc = subprocess.Popen(
+        ["mosquitto", "-c", str(conf_dir / "mosquitto.conf")], stdout=log, stderr=log
+    )
+    log.close()
+    atexit.register(stop, proc)
+    deadline = time.monotonic() + 10.0
+    url = f"mqtt://127.0.0.1:{port}"
+    while not broker_reachable(url, 0.2):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError(f"mosquitto did not start on port {port}; see {conf_dir}")
+        time.sleep(0.05)
+    logger.info("started mosquitto with auth on port %d (configuration in %s)", port, conf_dir)
+    return SecuredBroker(url, logins, conf_dir, proc)
+
+
+def keep_in_sync(
+    database_url: str, broker: SecuredBroker, prefix: str, stop_event: threading.Event
+) -> None:
+    """Re-render the broker's files every 2 s until `stop_event`; SIGHUP it on a change.
+
+    A device issued or revoked with `eldercare gateway creds` while `up` runs reaches the
+    broker within seconds, without dropping other clients.
+    """
+    while not stop_event.wait(2.0):
+        try:
+            with connect(database_url, autocommit=True) as conn:
+                sync_files(conn, broker.conf_dir, prefix)
+        except Exception:
+            logger.exception("broker access files not refreshed")

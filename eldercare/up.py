@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shutil
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,13 @@ import psycopg
 
 from alerting.service import AlertingService
 from alerting.settings import AlertingSettings
-from eldercare.broker import BrokerUnavailable, ensure_broker
+from eldercare.broker import (
+    SERVICES_OF_UP,
+    BrokerUnavailable,
+    ensure_broker,
+    keep_in_sync,
+    start_secured_broker,
+)
 from firmware_sim import Simulation, generate_fleet
 from gateway import Fleet, fleet_to_dict, parse_fleet
 from ingest import pg
@@ -50,6 +59,11 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="time acceleration (default 1)")
     p.add_argument("--duration", type=float, help="stop after this many real seconds")
     p.add_argument("--prefix", default="", help="topic prefix (default none)")
+    p.add_argument(
+        "--own-broker",
+        action="store_true",
+        help="start a Mosquitto here with auth on even when one already runs locally",
+    )
     p.add_argument(
         "--rate-scale",
         type=float,
@@ -192,11 +206,16 @@ def run_up(args: argparse.Namespace) -> int:
         does not become ready within `--ready-timeout` or stops while running. Everything
         started here is stopped before returning.
     """
+    secure, broker = bool(args.own_broker), ""
     try:
-        broker = ensure_broker()
+        if not secure:
+            broker = ensure_broker(allow_mosquitto=False)
     except BrokerUnavailable as exc:
-        print(f"eldercare up: {exc}", file=sys.stderr)
-        return 2
+        # No broker to join: one started here runs with auth on (anonymous access off).
+        secure = not os.environ.get("MQTT_URL") and shutil.which("mosquitto") is not None
+        if not secure:
+            print(f"eldercare up: {exc}", file=sys.stderr)
+            return 2
     # Under a prefix the service sessions get their own client ids, so two platforms can share
     # one broker (MQTT 3.1.3.1: a second connection with the same id takes the session over).
     # One consumer of each kind runs here, so plain subscriptions: Mosquitto 2.0 does not restore
@@ -216,15 +235,21 @@ def run_up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    logins = {name: broker for name in SERVICES_OF_UP}
+    services = _Services(threading.Event())
+    if secure:
+        secured = start_secured_broker(db_url, args.prefix)
+        broker, logins = secured.url, secured.logins
+        ingest_settings.mqtt_url = logins["ingest"]
+        services.start("broker-sync", partial(keep_in_sync, db_url, secured, args.prefix))
     metrics = IngestMetrics()
     ingest = IngestService(ingest_settings, metrics=metrics)
     alerting_settings = AlertingSettings(
-        mqtt_url=broker, database_url=db_url, topic_prefix=args.prefix, share_group=""
+        mqtt_url=logins["alerting"], database_url=db_url, topic_prefix=args.prefix, share_group=""
     )
     if args.prefix:
         alerting_settings.client_id = f"{args.prefix}{alerting_settings.client_id}"
     alerting = AlertingService(alerting_settings)
-    services = _Services(threading.Event())
     services.start("ingest", ingest.run)
     services.start("alerting", alerting.run)
     try:
@@ -234,23 +259,24 @@ def run_up(args: argparse.Namespace) -> int:
         )
         if not_ready is not None:
             return _fail(not_ready)
-        return _drive(args, broker, mode, fleet, metrics, services, db_url)
+        return _drive(args, (broker, logins["simulator"]), mode, fleet, metrics, services, db_url)
     finally:
         services.join(30)
 
 
 def _drive(
     args: argparse.Namespace,
-    broker: str,
+    broker_login: tuple[str, str],
     mode: str,
     fleet: Fleet,
     metrics: IngestMetrics,
     services: _Services,
     db_url: str,
 ) -> int:
+    broker, login = broker_login  # the address to print; the simulator's login
     sim = Simulation(
         fleet,
-        mqtt_url=broker,
+        mqtt_url=login,
         prefix=args.prefix,
         seed=args.seed,
         speed=args.speed,

@@ -86,3 +86,23 @@ def test_the_old_pickle_is_refused(tmp_path: Path) -> None:
     fake.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(ModelMismatchError, match="refused by skops"):
         load_fall_model(fake)
+
+
+def test_numpy_trees_predict_what_scikit_learn_predicts() -> None:
+    import skops.io
+    from threadpoolctl import threadpool_limits
+
+    from alerting.fall_model import TRUSTED_TYPES
+
+    model = load_fall_model()
+    estimator = skops.io.load(default_model_path(), trusted=list(TRUSTED_TYPES))["model"]
+    rng = np.random.default_rng(5)
+    # Feature-like rows: g-scale levels, spreads, shares and angles, some missing.
+    scale = np.array([6, 5, 2, 1.5, 60, 1, 1, 1, 1, 180, 1], dtype=np.float64)
+    x = rng.random((3000, len(FEATURE_NAMES))) * scale
+    x[::11, 4] = np.nan
+    with threadpool_limits(1):
+        expected = estimator.predict_proba(x)
+    np.testing.assert_allclose(model.classifier.predict_proba(x), expected, rtol=0, atol=1e-12)
+    one = model.classifier.predict_proba(x[:1])
+    assert one.shape == (1, 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 from gateway import acl
 from gateway.accounts import issue_account, sync_files, write_atomically
@@ -173,12 +175,19 @@ def _read_packet(sock: socket.socket) -> tuple[int, bytes] | None:
 
 
 def _login(addr: BrokerAddress) -> tuple[str | None, str | None]:
-    """The probe logs in as the services will: the URL's account, else MQTT_USERNAME."""
+    """The probe logs in as the services will: the URL's account, else MQTT_USERNAME, else
+    ingest's file in MQTT_CREDENTIALS_DIR."""
     if addr.username:
         return addr.username, addr.password.get_secret_value() if addr.password else None
     auth = MqttAuthSettings()
-    secret = auth.secret() if auth.username else None
-    return auth.username, secret.get_secret_value() if secret else None
+    if auth.username:
+        secret = auth.secret()
+        return auth.username, secret.get_secret_value() if secret else None
+    creds_dir = os.environ.get("MQTT_CREDENTIALS_DIR")
+    if creds_dir:  # one account per service (logins_from_dir): probe as ingest
+        cred = json.loads(Path(creds_dir, "ingest.json").read_text(encoding="utf-8"))
+        return str(cred["username"]), str(cred["password"])
+    return None, None
 
 
 def _secured(sock: socket.socket, addr: BrokerAddress) -> socket.socket:
@@ -333,3 +342,23 @@ def keep_in_sync(
                 sync_files(conn, broker.conf_dir, prefix)
         except Exception:
             logger.exception("broker access files not refreshed")
+
+
+def logins_from_dir(broker_url: str, creds_dir: Path, names: tuple[str, ...]) -> dict[str, str]:
+    """Service name -> login URL, from `creds_dir/<name>.json` files (`gateway creds --out`).
+
+    A deployment whose broker has auth on hands each service its own account this way: the
+    files are written once by `eldercare gateway creds issue NAME --service --out`, readable
+    only by the platform, so no secret is on a command line or in the compose file.
+
+    Raises:
+        FileNotFoundError: when a service's file is missing.
+    """
+    addr = parse_mqtt_url(broker_url)
+    out = {}
+    for name in names:
+        cred = json.loads((creds_dir / f"{name}.json").read_text(encoding="utf-8"))
+        user, secret = quote(cred["username"], safe=""), quote(cred["password"], safe="")
+        scheme = "mqtts" if addr.tls else "mqtt"
+        out[name] = f"{scheme}://{user}:{secret}@{addr.host}:{addr.port}"
+    return out

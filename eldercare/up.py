@@ -20,11 +20,13 @@ import psycopg
 
 from alerting.service import AlertingService
 from alerting.settings import AlertingSettings
+from eldercare import stack
 from eldercare.broker import (
     SERVICES_OF_UP,
     BrokerUnavailable,
     ensure_broker,
     keep_in_sync,
+    logins_from_dir,
     start_secured_broker,
 )
 from firmware_sim import Simulation, generate_fleet
@@ -77,7 +79,8 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         default=60.0,
         help="seconds each service may take to become ready before up gives up (default 60)",
     )
-    p.set_defaults(handler=run_up)
+    stack.add_arguments(p)
+    p.set_defaults(handler=partial(stack.run, inner=run_up))
 
 
 def _fleet(args: argparse.Namespace) -> Fleet:
@@ -236,6 +239,10 @@ def run_up(args: argparse.Namespace) -> int:
         )
         return 2
     logins = {name: broker for name in SERVICES_OF_UP}
+    creds_dir = os.environ.get("MQTT_CREDENTIALS_DIR")
+    if creds_dir and not secure:
+        logins = logins_from_dir(broker, Path(creds_dir), SERVICES_OF_UP)
+        ingest_settings.mqtt_url = logins["ingest"]
     services = _Services(threading.Event())
     if secure:
         secured = start_secured_broker(db_url, args.prefix)
@@ -257,6 +264,9 @@ def run_up(args: argparse.Namespace) -> int:
             {"ingest": ingest.wait_subscribed, "alerting": alerting.ready.wait},
             args.ready_timeout,
         )
+        if not_ready is not None:
+            return _fail(not_ready)
+        not_ready = stack.start_console(services, db_url, logins["dashboard"], args)
         if not_ready is not None:
             return _fail(not_ready)
         return _drive(args, (broker, logins["simulator"]), mode, fleet, metrics, services, db_url)

@@ -61,6 +61,7 @@ def _creds(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(args.out, credential.to_json() + "\n")
         print(f"wrote {args.out} (mode 0600) for {credential.username}")
     elif args.json:

@@ -3,6 +3,7 @@ logs in with its own account, and no secret is printed."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,7 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.gateway.auth_broker import probe
+from ingest.migrate import apply_migrations
+from tests.gateway.auth_broker import auth_broker, cli, probe
 
 
 @pytest.mark.slow
@@ -65,3 +67,46 @@ def test_up_starts_a_broker_with_auth_and_the_services_log_in(
     ]
     # Secrets stay out of what up prints: no login URL, no `user:secret@`.
     assert not re.search(r"svc_\w+:[A-Za-z0-9_-]{8,}@", text)
+
+
+@pytest.mark.slow
+def test_up_joins_a_broker_with_auth_using_one_account_per_service(
+    schema_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    creds_dir = tmp_path / "creds"
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        apply_migrations(conn)
+    for name in ("ingest", "alerting", "simulator", "dashboard"):
+        done = cli(
+            schema_url,
+            "gateway",
+            "creds",
+            "issue",
+            name,
+            "--service",
+            "--out",
+            str(creds_dir / f"{name}.json"),
+        )
+        assert done.returncode == 0, done.stderr
+        assert (creds_dir / f"{name}.json").stat().st_mode & 0o077 == 0
+    with auth_broker(schema_url, tmp_path / "broker", "--prefix", topic_prefix) as broker:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MQTT_")}
+        env |= {
+            "DATABASE_URL": schema_url,
+            "MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
+            "MQTT_CREDENTIALS_DIR": str(creds_dir),
+        }
+        cmd = [sys.executable, "-m", "eldercare", "up", "--elders", "5", "--duration", "12"]
+        cmd += ["--every", "3", "--prefix", topic_prefix, "--seed", "4"]
+        done_up = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    text = done_up.stderr + done_up.stdout
+    assert done_up.returncode == 0, text[-3000:]
+    online, devices, stored, dead = map(
+        int,
+        re.findall(r"devices online (\d+)/(\d+) .* stored (\d+) \| dead letters (\d+)", text)[-1],
+    )
+    assert online == devices > 0 and stored > 0 and dead == 0
+    for path in creds_dir.iterdir():
+        secret = json.loads(path.read_text())["password"]
+        assert secret not in text  # logged in, never printed
+    assert "mqtt://svc_ingest@127.0.0.1" in text  # the account is named, its secret is not

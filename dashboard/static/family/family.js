@@ -5,7 +5,7 @@
 const KINDS = ["sos", "fall", "wandering", "smoke", "inactivity", "device_offline", "low_battery", "anomaly"];
 const ACTIVE = new Set(["open", "acknowledged", "escalated"]);
 const state = { me: null, csrf: "", lang: "zh-CN", cat: {}, alerts: new Map(), going: new Map(),
-                centres: {}, lastEvent: 0, ws: null, retryMs: 500, delivery: new Map() };
+                centres: {}, lastEvent: 0, ws: null, retryMs: 500, delivery: new Map(), connKey: "" };
 const $ = (id) => document.getElementById(id);
 
 function t(key, vars) {
@@ -42,6 +42,7 @@ function applyLanguage() {
   document.documentElement.lang = state.lang;
   for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
   $("lang").textContent = t("lang_other");
+  $("conn").textContent = state.connKey ? t(state.connKey) : "";
   renderKinds(); renderAlerts(); renderPushState();
 }
 
@@ -130,7 +131,7 @@ function renderAlerts() {
     const active = ACTIVE.has(a.status);
     const cls = `alert ${active ? "active" : "closed"}${a.status === "acknowledged" ? " taken" : ""}`;
     const going = (state.going.get(a.alert_id) || []).map((g) =>
-      el("li", {}, t("going_by", { who: g.who === state.me.username ? t("you") : g.who, time: hhmm(g.at) })));
+      el("li", {}, g.who === state.me.username ? t("going_you", { time: hhmm(g.at) }) : t("going_by", { who: g.who, time: hhmm(g.at) })));
     const deliv = state.delivery.get(a.alert_id);
     return el("li", { class: cls, id: `alert-${a.alert_id}`, "data-status": a.status },
       el("h3", {}, `${t(`k_${a.kind}`)} · ${a.elder_name || a.elder_id}`),
@@ -158,7 +159,7 @@ function connect() {
   const after = state.lastEvent ? `?after=${state.lastEvent}` : "";
   const ws = new WebSocket(`${proto}://${location.host}/api/v1/feed${after}`);
   state.ws = ws;
-  ws.onopen = () => { $("conn").textContent = t("live"); state.retryMs = 500; };
+  ws.onopen = () => { setConn("live"); state.retryMs = 500; };
   ws.onmessage = (msg) => {
     const ev = JSON.parse(msg.data);
     state.lastEvent = Math.max(state.lastEvent, ev.event_id);
@@ -170,11 +171,17 @@ function connect() {
     setTimeout(() => loadDelivery(ev.alert.alert_id), 1500);
   };
   ws.onclose = (e) => {
-    $("conn").textContent = t("offline");
+    setConn("offline");
     if (e.code === 4401) { showLogin(); return; }
     setTimeout(connect, state.retryMs);
     state.retryMs = Math.min(state.retryMs * 2, 15000);
   };
+}
+
+function setConn(key) {
+  state.connKey = key;
+  $("conn").textContent = t(key);
+  $("conn").dataset.state = key;
 }
 
 function markRead(alertId) {

@@ -21,9 +21,12 @@ from gateway.contract import TOPIC_ROOT, Channel
 # 512 bytes of headroom admit every valid message and refuse a 17 KiB one (MQTT 5 §3.1.2.11.4).
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 512
-# Per-client queue bound in bytes: about 4,000 maximum-size messages for a consumer that is
-# restarting; ingest and alerting sessions stay persistent, devices subscribe to nothing.
-MAX_QUEUED_BYTES = 64 * 1024 * 1024
+# Per-client queue bound in bytes for a consumer that is restarting (ingest and alerting keep
+# persistent sessions): ~1,000,000 typical 250-byte messages, minutes of a whole district, and
+# at most ~16,000 maximum-size ones, so a flood cannot grow the broker without bound.
+# Devices subscribe to nothing, so their queues stay empty.
+MAX_QUEUED_BYTES = 256 * 1024 * 1024
+MAX_QUEUED_MESSAGES = 1_000_000
 
 
 class AccountKind(StrEnum):
@@ -136,7 +139,7 @@ def render_conf(
         f"acl_file {d}/acl",
         f"max_packet_size {MAX_PACKET_BYTES}",
         "max_inflight_messages 4000",
-        "max_queued_messages 100000",
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}",
         f"max_queued_bytes {MAX_QUEUED_BYTES}",
         "set_tcp_nodelay true",
         "persistence true",

@@ -11,6 +11,7 @@ from typing import Any
 
 import alerting.cli
 import alerting.dispatch_cli
+import alerting.notify.cli
 import dashboard.cli
 import eldercare.up
 import evaluation.cli
@@ -24,6 +25,7 @@ _PROVIDERS = (
     ingest.cli,
     alerting.cli,
     alerting.dispatch_cli,
+    alerting.notify.cli,
     dashboard.cli,
     eldercare.up,
     evaluation.cli,

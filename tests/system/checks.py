@@ -17,6 +17,9 @@ CHECKED_KINDS = ("sos", "fall", "smoke")
 # (SOS), the impact window (fall), or the reading that crossed the threshold, which for a slow
 # t² fire comes minutes of device time after its onset (firmware_sim.smoke: 1-4 min).
 MATCH_BEFORE_MS = 60_000
+# An SOS must reach a centre within this long of the press reaching the broker, whatever
+# fails: the failover target of the active/standby alerting processes (under 10 s).
+MAX_SOS_DELAY_S = 10.0
 MATCH_AFTER_MS = 15 * 60_000
 READING_TABLES = ("smoke_telemetry", "band_telemetry", "cane_telemetry", "device_events")
 
@@ -42,10 +45,15 @@ class IncidentCheck:
     db_alerts: set[str] = field(default_factory=set)
     mqtt_alerts: set[str] = field(default_factory=set)
     open_messages: int = 0
+    delay_s: float | None = None  # SOS: press at the broker -> first alert message
 
     @property
     def ok(self) -> bool:
         return len(self.db_alerts) == 1 and self.db_alerts == self.mqtt_alerts
+
+    @property
+    def late(self) -> bool:
+        return self.delay_s is not None and self.delay_s > MAX_SOS_DELAY_S
 
 
 @dataclass
@@ -193,6 +201,22 @@ def check_wills(conn: psycopg.Connection[tuple[object, ...]], seen: list[Seen]) 
     return WillCheck(offline_transitions(seen), stored)
 
 
+def _sos_delay_s(check: IncidentCheck, seen: list[Seen]) -> float | None:
+    """From the press reaching the witness to the first message of its alert."""
+    i = check.incident
+    press = [
+        m.at_s
+        for m in seen
+        if m.topic.endswith(f"/{i.device_id}/events") and m.payload.get("ts") == i.start_ts
+    ]
+    alert = [
+        m.at_s
+        for m in seen
+        if "/alerts/" in m.topic and str(m.payload.get("alert_id")) in check.mqtt_alerts
+    ]
+    return min(alert) - min(press) if press and alert else None
+
+
 def unpublished_changes(
     conn: psycopg.Connection[tuple[object, ...]], seen: list[Seen]
 ) -> list[tuple[str, str, str]]:
@@ -249,8 +273,14 @@ def check_alerts(
                     opens[str(p.get("alert_id"))] += 1
     for c in checks:
         c.open_messages = sum(opens[a] for a in c.mqtt_alerts)
+        if c.incident.kind == "sos":
+            c.delay_s = _sos_delay_s(c, seen)
     unmatched = sorted({str(r[0]) for r in rows} - matched)
     return checks, unmatched
+
+
+def _delay(check: IncidentCheck) -> str:
+    return "" if check.delay_s is None else f"{check.delay_s:.2f}"
 
 
 def _phase(at_s: float, faults: list[tuple[float, str]]) -> str:
@@ -275,13 +305,15 @@ def summary_table(
     lines += [f"  t+{t - t0:6.1f}s  {name}" for t, name in faults[1:]]
     lines += [
         "",
-        f"{'incident':<22} {'kind':<6} {'elder':<10} {'db':>3} {'mqtt':>4} {'opens':>5}  ok",
+        f"{'incident':<22} {'kind':<6} {'elder':<10} {'db':>3} {'mqtt':>4} {'opens':>5}"
+        f" {'delay s':>8}  ok",
     ]
     for c in incidents:
         i = c.incident
         lines.append(
             f"{i.incident_id:<22} {i.kind:<6} {i.elder_id:<10} {len(c.db_alerts):>3}"
-            f" {len(c.mqtt_alerts):>4} {c.open_messages:>5}  {'yes' if c.ok else 'NO'}"
+            f" {len(c.mqtt_alerts):>4} {c.open_messages:>5} {_delay(c):>8}"
+            f"  {'yes' if c.ok and not c.late else 'NO'}"
         )
     by_kind = Counter(c.incident.kind for c in incidents)
     ok_kind = Counter(c.incident.kind for c in incidents if c.ok)
@@ -290,6 +322,10 @@ def summary_table(
         lines.append(
             f"  {kind:<5} incidents alerted exactly once       {ok_kind[kind]}/{by_kind[kind]}"
         )
+    late = [c.incident.incident_id for c in incidents if c.late]
+    lines.append(
+        f"  SOS paged > {MAX_SOS_DELAY_S:.0f} s after the press          {len(late)} {late}"
+    )
     lines.append(f"  alerts of these kinds matching no incident   {len(unmatched)} {unmatched[:5]}")
     lines.append(
         f"  alert state changes never published          {len(unpublished)} {unpublished[:4]}"

@@ -25,6 +25,7 @@ import pytest
 
 from firmware_sim.incidents import Incident, read_ground_truth
 from tests.system.checks import (
+    MAX_SOS_DELAY_S,
     check_alerts,
     check_readings,
     check_wills,
@@ -286,6 +287,8 @@ def test_district_survives_broker_database_and_process_faults(
     assert len(incidents) == len(INCIDENTS), "the simulator did not record every incident"
     assert all(alive.values()), f"a service died during the run: {alive}"
     assert not failed, f"incidents not alerted exactly once: {failed}"
+    late = {c.incident.incident_id: c.delay_s for c in incidents if c.late}
+    assert not late, f"SOS paged more than {MAX_SOS_DELAY_S} s after the press: {late}"
     assert not readings.missing, f"{len(readings.missing)} readings never stored"
     assert readings.duplicate_keys == 0
     assert not wills.doubled, f"Wills stored more often than published: {wills.doubled}"

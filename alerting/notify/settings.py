@@ -48,6 +48,8 @@ class NotifySettings(BaseSettings):
     # Push endpoints and webhooks must be https; plain http is accepted for loopback hosts
     # only when this is set (development and tests with local stand-ins).
     allow_http_loopback: bool = False
+    # An outbound HTTP(S) proxy for push services and gateways, if the site needs one.
+    proxy_url: str | None = None
 
     @field_validator("vapid_subject")
     @classmethod

@@ -3,15 +3,22 @@
 Samples are (n, 3) arrays in g in the cane's frame (z along the shaft, pointing up when
 the cane stands). A still accelerometer reads the reaction to gravity, 1 g.
 
-The fall signature follows published fall-detector studies (see shared data README):
-free fall below 0.4–0.6 g for 150–1000 ms, an impact of 2–15 g, then at least 0.8–2 s of
-stillness or an orientation change of 45° or more. Fall-like everyday movements are built
-to miss at least one part of that signature.
+Falls and the everyday movements that look like them (sitting down hard, stumbling) are
+drawn from one model whose parameters come from real recordings, not from a detector's
+signature: the time spent below 0.6 g before the impact, the lowest level reached, the impact
+peak, and the level and spread of the magnitude afterwards (which a sensor's offset moves
+away from 1 g). `cane_calibration.json` holds their quantiles per movement, measured on the
+SisFall recordings (Sucerquia et al., Sensors 2017) by `python -m evaluation.calibration fit`;
+each episode draws every parameter from those quantiles. Real falls rarely fall freely for
+long (median 0.1 s at 50 Hz), and a hard sit or a stumble may dip as low as a fall.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +33,27 @@ FREE_FALL_G = 0.5
 CANE_KINDS = ("walk", "rest", "fall", "fall_recovery", "sit_hard", "drop_cane", "stumble")
 FALL_KINDS = frozenset({"fall", "fall_recovery"})
 _UPRIGHT = np.array([0.04, 0.02, 1.0])
+CALIBRATION_PATH = Path(__file__).with_name("cane_calibration.json")
+# Below this the cane (or the body it follows) is unloaded: "free fall" in the studies.
+UNLOADED_G = 0.6
+
+
+@cache
+def calibration() -> dict[str, dict[str, list[float]]]:
+    """Quantiles of the real movements' parameters, per movement (see the module docstring)."""
+    data = json.loads(CALIBRATION_PATH.read_text(encoding="utf-8"))
+    levels = data["quantile_levels"]
+    return {g: {**v, "_levels": levels} for g, v in data["groups"].items()}
+
+
+def _quantile(group: str, name: str, level: float) -> float:
+    params = calibration()[group]
+    return float(np.interp(level, params["_levels"], params[name]))
+
+
+def draw(rng: np.random.Generator, group: str, name: str) -> float:
+    """One value of a calibrated parameter (inverse-CDF sampling of its real quantiles)."""
+    return _quantile(group, name, float(rng.random()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +118,17 @@ def walk_samples(
 
 
 def rest_samples(
-    n: int, rng: np.random.Generator, direction: npt.NDArray[np.float64] | None = None
+    n: int,
+    rng: np.random.Generator,
+    direction: npt.NDArray[np.float64] | None = None,
+    noise_g: float = 0.008,
 ) -> Samples:
-    """A still cane: 1 g along `direction` (leaning upright when None) plus sensor noise."""
+    """A still cane: `direction` (1 g leaning upright when None) plus sensor noise.
+
+    A `direction` longer or shorter than 1 g is a sensor reading off at rest.
+    """
     g = _UPRIGHT / np.linalg.norm(_UPRIGHT) if direction is None else direction
-    return np.tile(g, (n, 1)) + rng.normal(0, 0.008, (n, 3))
+    return np.tile(g, (n, 1)) + rng.normal(0, noise_g, (n, 3))
 
 
 def _dip(
@@ -121,21 +155,49 @@ def _settle(
     return _slerp(start, end, n) + rng.normal(0, jitter_g, (n, 3))
 
 
+def _unload_and_impact(
+    rng: np.random.Generator, rate_hz: int, group: str, start: Samples, end: Samples
+) -> tuple[list[Samples], float, float]:
+    """Lead-in, unloading (below 0.6 g for a calibrated time) and impact, turning start->end.
+
+    Returns the parts, and the calibrated rest level and spread of what follows.
+    """
+    free_fall_s, dip_g = draw(rng, group, "free_fall_s"), draw(rng, group, "dip_g")
+    n_ff = round(free_fall_s * rate_hz)
+    lead_level = (min(max(dip_g, 0.65), 0.9), 0.95)
+    lead_in = _dip(rng, max(2, round(0.1 * rate_hz)), lead_level, start, start)
+    if n_ff:
+        deepest = min(dip_g, UNLOADED_G - 0.05)
+        low = _dip(rng, n_ff, (max(0.02, deepest - 0.05), deepest + 0.04), start, end)
+    else:
+        low = _dip(rng, 2, (max(dip_g, UNLOADED_G), max(dip_g, UNLOADED_G) + 0.05), start, end)
+    # The raw impact peak, reached and left over ~0.1 s each way (a body, and a cane held by
+    # it, does not stop in one sample), then the settling of the next 1.5 s.
+    k = np.arange(-round(0.04 * rate_hz), round(0.1 * rate_hz) + 1)
+    mags = np.maximum(draw(rng, group, "peak_g") * 0.7 ** np.abs(k * 50 / rate_hz), 1.0)
+    impact = np.outer(mags + rng.normal(0, 0.05, mags.size), end[-1])
+    settle_g = draw(rng, group, "settle_std_g")
+    n_settle = round(1.5 * rate_hz)
+    fade = np.linspace(1.0, 0.2, n_settle)[:, None]
+    settle = np.tile(end[-1], (n_settle, 1)) + rng.normal(0, 1, (n_settle, 3)) * settle_g * fade
+    level, spread = draw(rng, group, "rest_level_g"), draw(rng, group, "rest_std_g")
+    return [lead_in, low, impact, settle], level, spread
+
+
 def _fall(rng: np.random.Generator, rate_hz: int, recover: bool) -> tuple[list[Samples], int]:
     pre = walk_samples(int(rng.uniform(3, 6) * rate_hz), rng, rate_hz)
     upright, lying = pre[-1:] / np.linalg.norm(pre[-1]), _lying(rng)[None, :]
-    lo, hi = int(np.ceil(0.15 * rate_hz)) + 1, int(np.floor(1.0 * rate_hz)) - 1
-    n_ff = int(np.clip(round(rng.uniform(0.15, 1.0) * rate_hz), lo, hi))
-    lead_in = np.array([[0.0, 0.0, 0.8], [0.0, 0.0, 0.62]])
-    free_fall = _dip(rng, n_ff, (0.05, 0.42), upright, lying)
-    peak_g = float(np.clip(rng.lognormal(np.log(5.0), 0.45), 2.2, 14.5))
-    impact = _impact(rng, peak_g, lying[0], 4)
-    parts = [pre, lead_in, free_fall, impact]
-    onset = len(pre) + len(lead_in)
+    event, level, spread = _unload_and_impact(rng, rate_hz, "fall", upright, lying)
+    parts = [pre, *event]
+    onset = len(pre) + len(event[0])
     if not recover:
-        parts.append(rest_samples(int(rng.uniform(20, 40) * rate_hz), rng, lying[0]))
+        # This kind stays down: the real recordings' spread of a person lying still (their
+        # upper decile is someone already moving to get up, which `fall_recovery` models).
+        still_g = min(spread, _quantile("fall", "rest_std_g", 0.9))
+        n_rest = int(rng.uniform(20, 40) * rate_hz)
+        parts.append(rest_samples(n_rest, rng, lying[0] * level, still_g))
         return parts, onset
-    still = rest_samples(int(rng.uniform(2, 6) * rate_hz), rng, lying[0])
+    still = rest_samples(int(rng.uniform(2, 6) * rate_hz), rng, lying[0] * level, spread)
     rising = _settle(rng, lying[0], upright[0], int(rng.uniform(4, 8) * rate_hz), 0.05)
     stand = rest_samples(2 * rate_hz, rng, upright[0])
     after = len(still) + len(rising) + len(stand)
@@ -147,12 +209,10 @@ def _fall(rng: np.random.Generator, rate_hz: int, recover: bool) -> tuple[list[S
 def _sit_hard(rng: np.random.Generator, rate_hz: int) -> tuple[list[Samples], int]:
     pre = walk_samples(int(rng.uniform(3, 6) * rate_hz), rng, rate_hz)
     upright, lean = pre[-1:] / np.linalg.norm(pre[-1]), _tilted(rng, 30)[None, :]
-    # Lowering onto a chair unloads the cane only partly: no free fall below 0.5 g.
-    dip = _dip(rng, int(rng.uniform(0.2, 0.5) * rate_hz), (0.6, 0.85), upright, lean)
-    bump = _impact(rng, float(rng.uniform(1.3, 2.8)), lean[0], 3)
-    rest = rest_samples(int(rng.uniform(20, 40) * rate_hz), rng, lean[0])
-    fidget = rng.normal(0, 0.03, rest.shape) * (rng.random((len(rest), 1)) < 0.05)
-    return [pre, dip, bump, rest + fidget], len(pre)
+    event, level, spread = _unload_and_impact(rng, rate_hz, "sit_hard", upright, lean)
+    # Seated: still or fidgeting, as the real recordings are 2-6 s after the sit.
+    rest = rest_samples(int(rng.uniform(20, 40) * rate_hz), rng, lean[0] * level, spread)
+    return [pre, *event, rest], len(pre)
 
 
 def _drop_cane(rng: np.random.Generator, rate_hz: int) -> tuple[list[Samples], int]:
@@ -173,11 +233,10 @@ def _drop_cane(rng: np.random.Generator, rate_hz: int) -> tuple[list[Samples], i
 def _stumble(rng: np.random.Generator, rate_hz: int) -> tuple[list[Samples], int]:
     pre = walk_samples(int(rng.uniform(3, 6) * rate_hz), rng, rate_hz)
     upright = pre[-1:] / np.linalg.norm(pre[-1])
-    lurch = _dip(rng, int(0.3 * rate_hz), (0.6, 0.75), upright, upright)
-    catch = _impact(rng, float(rng.uniform(1.6, 2.6)), upright[0], 3)
-    pause = rest_samples(int(rng.uniform(1, 3) * rate_hz), rng)
+    event, _, _ = _unload_and_impact(rng, rate_hz, "stumble", upright, upright)
+    # Caught: the walk goes on (the real stumbles keep moving 2-6 s after the impact).
     walk = walk_samples(20 * rate_hz, rng, rate_hz, phase=0.3)
-    return [pre, lurch, catch, pause, walk], len(pre)
+    return [pre, *event[:3], walk], len(pre)
 
 
 def episode(kind: str, rng: np.random.Generator, rate_hz: int = DEFAULT_RATE_HZ) -> Episode:

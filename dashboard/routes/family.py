@@ -73,7 +73,7 @@ class Preferences(BaseModel):
     kinds: list[Literal[ALL_KINDS]] = Field(default_factory=lambda: list(ALL_KINDS))  # type: ignore[valid-type]
     quiet_from: str | None = None
     quiet_to: str | None = None
-    time_zone: str = Field("Asia/Shanghai", max_length=64)
+    time_zone: str = Field("Asia/Shanghai", max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$")
     language: Literal["zh-CN", "en"] = "zh-CN"
 
     @field_validator("quiet_from", "quiet_to")
@@ -88,7 +88,7 @@ class Preferences(BaseModel):
     def _zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise ValueError("unknown IANA time zone") from exc
         return value
 

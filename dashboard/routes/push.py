@@ -18,6 +18,8 @@ router = APIRouter(prefix="/api/v1/push", tags=["push"])
 
 # RFC 8291 §3.1/§4: a P-256 point (65 bytes) and a 16-byte secret, both base64url.
 B64URL = r"^[A-Za-z0-9_-]+={0,2}$"
+# Printable ASCII (RFC 3986 URIs): no spaces, control characters or NUL.
+URL_CHARS = r"^[!-~]+$"
 
 
 def notify_settings(request: Request) -> NotifySettings:
@@ -70,15 +72,15 @@ class Keys(BaseModel):
 class SubscriptionIn(BaseModel):
     """A browser `PushSubscription` as `toJSON()` gives it."""
 
-    endpoint: str = Field(min_length=10, max_length=2000)
+    endpoint: str = Field(min_length=10, max_length=2000, pattern=URL_CHARS)
     keys: Keys
-    expirationTime: int | None = None  # the browser's own name
+    expirationTime: float | None = None  # the browser's own name
 
 
 class EndpointIn(BaseModel):
     """Which subscription to remove."""
 
-    endpoint: str = Field(min_length=10, max_length=2000)
+    endpoint: str = Field(min_length=10, max_length=2000, pattern=URL_CHARS)
 
 
 class SubscriptionOut(BaseModel):
@@ -93,8 +95,8 @@ class SubscriptionOut(BaseModel):
 class ReceiptIn(BaseModel):
     """A service worker reporting a push it received or the user opened."""
 
-    delivery_id: int = Field(ge=1)
-    receipt: str = Field(min_length=8, max_length=64)
+    delivery_id: int = Field(ge=1, le=2**62)
+    receipt: str = Field(min_length=8, max_length=64, pattern=B64URL)
     state: Literal["delivered", "read"]
 
 

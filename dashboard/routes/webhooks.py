@@ -13,7 +13,7 @@ from dashboard.deps import ActingUser, AdminUser, Conn, CurrentUser, NowMs
 from dashboard.errors import errors
 from dashboard.queries import alerts as alerts_q
 from dashboard.queries import notify as notify_q
-from dashboard.routes.push import check_target_url
+from dashboard.routes.push import URL_CHARS, check_target_url
 
 router = APIRouter(tags=["notifications"])
 
@@ -23,10 +23,10 @@ AlertId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-
 class WebhookIn(BaseModel):
     """A webhook to register: an SMS/WeChat gateway (`message`) or a voice-call one."""
 
-    url: str = Field(min_length=10, max_length=2000)
+    url: str = Field(min_length=10, max_length=2000, pattern=URL_CHARS)
     channel: Literal["message", "voice"] = "message"
     # A centre's webhook (admins, or a dispatcher for their own centre); else the user's own.
-    center_id: str | None = Field(None, max_length=128)
+    center_id: str | None = Field(None, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
 class WebhookOut(BaseModel):
@@ -136,7 +136,9 @@ def list_webhooks(conn: Conn, user: CurrentUser) -> list[WebhookOut]:
 
 
 @router.delete("/api/v1/webhooks/{hook_id}", status_code=204, responses=errors(401, 403, 404))
-def delete_webhook(hook_id: int, conn: Conn, user: ActingUser) -> Response:
+def delete_webhook(
+    hook_id: Annotated[int, Path(ge=1, le=2**62)], conn: Conn, user: ActingUser
+) -> Response:
     """Remove one of the user's (or their centre's) webhooks."""
     if hook_id not in {h.id for h in _own_hooks(conn, user)}:
         raise HTTPException(404, "no such webhook")
@@ -167,7 +169,7 @@ def alert_deliveries(alert_id: AlertId, conn: Conn, user: CurrentUser) -> Delive
 def failed_deliveries(
     conn: Conn,
     user: AdminUser,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> DeliveryPage:
     """Deliveries that gave up (retries spent, subscription gone, target refused), newest

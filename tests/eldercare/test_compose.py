@@ -1,0 +1,164 @@
+"""The production compose file and image: pinned, healthy, no default secrets, nothing public
+without TLS, and every `eldercare` command in it accepted by the real command line."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from eldercare.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+# A pinned tag names a full release (major.minor.patch), not a moving `latest` or `2`.
+PINNED = re.compile(r"^[\w./-]+:\d+\.\d+\.\d+[\w.-]*$")
+ENV_FOR_CONFIG = {
+    "POSTGRES_PASSWORD": "check",
+    "BROKER_HOSTNAME": "broker.example",
+    "NOTIFY_VAPID_SUBJECT": "mailto:noc@example.org",
+}
+
+
+def _compose() -> dict[str, Any]:
+    doc = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _services() -> dict[str, dict[str, Any]]:
+    services = _compose()["services"]
+    assert isinstance(services, dict)
+    return services
+
+
+def test_every_image_is_pinned_to_a_release() -> None:
+    for name, svc in _services().items():
+        assert PINNED.match(svc["image"]), f"{name}: {svc['image']} is not a pinned release"
+    bases = re.findall(r"^FROM\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert len(bases) >= 2, "the image is built in stages"
+    assert all(PINNED.match(b) for b in bases), bases
+
+
+def test_every_service_has_a_health_check_and_waits_on_health() -> None:
+    for name, svc in _services().items():
+        assert svc.get("healthcheck", {}).get("test"), f"{name} has no health check"
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert cond["condition"] in ("service_healthy", "service_completed_successfully"), (
+                f"{name} starts before {dep} is healthy"
+            )
+
+
+def test_no_secret_has_a_default_and_none_is_written_in_the_file() -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    for var in re.findall(r"\$\{(\w*(?:PASSWORD|SECRET|TOKEN|KEY)\w*)([^}]*)\}", text):
+        name, rest = var
+        assert rest.startswith(":?"), f"${{{name}}} must be required (:?), not defaulted"
+    for name, svc in _services().items():
+        env = svc.get("environment") or {}
+        for key, value in env.items():
+            if re.search("PASSWORD|SECRET|TOKEN", key):
+                assert "${" in str(value), f"{name}: {key} is written in the file"
+
+
+def test_nothing_is_published_in_the_clear_except_on_loopback() -> None:
+    published = []
+    for name, svc in _services().items():
+        for port in svc.get("ports") or []:
+            published.append((name, str(port)))
+    assert published, "the broker's TLS port is published"
+    for name, port in published:
+        host_side = port.rsplit(":", 1)[0]
+        assert port.startswith("127.0.0.1:") or host_side.endswith("8883"), (
+            f"{name} publishes {port} without TLS"
+        )
+    assert not any(p.endswith("1883") for _, p in published)
+
+
+def test_simulator_only_in_its_profile_and_nothing_installed_at_start() -> None:
+    services = _services()
+    assert services["simulator"]["profiles"] == ["sim"]
+    for name, svc in services.items():
+        if name != "simulator":
+            assert not svc.get("profiles"), f"{name} is optional"
+        assert "pip install" not in str(svc.get("command", "")), f"{name} installs at start"
+
+
+def test_one_process_per_service_with_replicas_and_a_standby() -> None:
+    services = _services()
+    assert services["ingest"]["deploy"]["replicas"] >= 2
+    ids = {
+        services[s]["environment"]["ALERTING_CLIENT_ID"] for s in ("alerting", "alerting-standby")
+    }
+    assert len(ids) == 2, "active and standby need their own MQTT sessions"
+    for wanted in ("ingest", "alerting", "notify", "dashboard", "timescaledb", "mosquitto"):
+        assert wanted in services
+    assert "allow_anonymous" not in COMPOSE.read_text()  # the generated auth config is used
+
+
+def _eldercare_argv(cmd: Any) -> list[list[str]]:
+    if isinstance(cmd, list) and cmd and cmd[0] == "eldercare":
+        return [cmd[1:]]
+    if isinstance(cmd, list) and cmd[:2] == ["sh", "-c"]:
+        out = []
+        for part in re.split(r"&&|;", cmd[2]):
+            # A shell variable stands for a number here (the district size).
+            words = re.sub(r'"?\$\$[A-Z_]+"?', "1", part).replace("exec ", "").split()
+            if words and words[0] == "eldercare":
+                out.append([w.strip('"') for w in words[1:]])
+        return out
+    return []
+
+
+def test_every_eldercare_command_in_the_file_parses() -> None:
+    parser = build_parser()
+    seen = 0
+    for svc in _services().values():
+        for field in ("command",):
+            for argv in _eldercare_argv(svc.get(field)):
+                parser.parse_args(argv)
+                seen += 1
+        for argv in _eldercare_argv(svc.get("healthcheck", {}).get("test", [])[1:]):
+            parser.parse_args(argv)
+            seen += 1
+    assert seen >= 8
+
+
+def test_deploy_scripts_are_valid_shell() -> None:
+    for script in ("deploy/setup.sh", "deploy/service.sh"):
+        done = subprocess.run(["sh", "-n", str(ROOT / script)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert f"COPY {script}".split()[1] in (ROOT / "Dockerfile").read_text()
+
+
+def _compose_cli() -> list[str] | None:
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+@pytest.mark.skipif(_compose_cli() is None, reason="no docker compose client here")
+def test_docker_compose_accepts_the_file() -> None:
+    cli = _compose_cli()
+    assert cli is not None
+    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", **ENV_FOR_CONFIG}
+    done = subprocess.run(
+        [*cli, "-f", str(COMPOSE), "config", "--quiet"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    unset = subprocess.run(
+        [*cli, "-f", str(COMPOSE), "config", "--quiet"],
+        env={"PATH": env["PATH"]},
+        capture_output=True,
+        text=True,
+    )
+    assert unset.returncode != 0 and "POSTGRES_PASSWORD" in unset.stderr

@@ -151,6 +151,7 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     dead.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     dead.add_argument("--json", action="store_true", help="one JSON object per line")
     dead.set_defaults(handler=_dead_letters)
+    _add_backup_commands(db_sub)
 
     registry = sub.add_parser("registry", help="the device registry")
     reg_sub = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
@@ -165,3 +166,40 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     ing.add_argument("--batch-max", type=int, help="messages per batch at most")
     ing.add_argument("--write-method", choices=[m.value for m in WriteMethod])
     ing.set_defaults(handler=_ingest)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from ingest.backup import BackupError, backup
+
+    try:
+        out = backup(_settings().database_url, args.out)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size} bytes)")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from ingest.backup import BackupError, restore, row_counts
+
+    url = _settings().database_url
+    try:
+        restore(url, args.dump)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    counts = row_counts(url)
+    print(f"restored {len(counts)} tables, {sum(counts.values())} rows from {args.dump}")
+    return 0
+
+
+def _add_backup_commands(db_sub: argparse._SubParsersAction[Any]) -> None:
+    bk = db_sub.add_parser("backup", help="dump the database to a file (pg_dump custom format)")
+    bk.add_argument("--out", type=Path, required=True, help="the dump file to write")
+    bk.set_defaults(handler=_backup)
+    rs = db_sub.add_parser(
+        "restore", help="restore a dump into the empty database at $DATABASE_URL"
+    )
+    rs.add_argument("dump", type=Path, help="a file written by `db backup`")
+    rs.set_defaults(handler=_restore)

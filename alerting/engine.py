@@ -350,3 +350,9 @@ def _stamp(finding: Finding, ts: int, seq: int | None) -> Finding:
     if isinstance(finding, Trigger):
         return replace(finding, event_ts=ts, event_seq=seq)
     return replace(finding, event_ts=ts)
+
+
+def finding_actions(engine: Engine, findings: list[Finding]) -> list[Action]:
+    """Actions for findings decided after their message (the anomaly model's batched scoring);
+    each finding already carries its message's identity."""
+    return engine._actions(findings)

@@ -1,4 +1,11 @@
-"""MQTT adapter of the alerting service: shared subscription in, alert feed out (I/O only)."""
+"""MQTT adapter of the alerting service: device topics in, alert feed out (I/O only).
+
+Two MQTT sessions: a broker sends one session's messages in order (MQTT 5 §4.6), so behind a
+backlog of 100,000 band fixes an SOS would wait for all of them whatever the service does with
+its inbox. Events and statuses therefore have their own session (client id + `-urgent`, its
+own persistent session and Receive Maximum), and bulk telemetry has the other. Both are held
+only by the active process and fenced the same way (alerting.leader).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 # paho's message ids are 16-bit: keep well under 65,535 QoS 1 publishes outstanding.
 MAX_OUTSTANDING = 10_000
+URGENT_SUFFIX = "-urgent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +44,8 @@ class Inbound:
     # Set on a retained message sent because a subscription was made (MQTT 5 §3.3.1.3):
     # a replay of an old status, not news.
     retain: bool = False
+    # Received on the urgent session (and acknowledged on it).
+    urgent: bool = False
 
 
 _URGENT = (f"/{Channel.EVENTS.value}", f"/{Channel.STATUS.value}")
@@ -82,15 +92,27 @@ class SubscriptionRefused(RuntimeError):
     """The broker refused the device subscription (a SUBACK reason code >= 0x80)."""
 
 
-def shared_filter(group: str, prefix: str) -> str:
-    """`$share/{group}/{prefix}eldercare/v1/devices/+/+` (MQTT 5 §4.8.2).
+def shared_filter(group: str, prefix: str, channel: str = "+") -> str:
+    """`$share/{group}/{prefix}eldercare/v1/devices/+/{channel}` (MQTT 5 §4.8.2).
 
     An empty group gives the plain filter, for a single service (see ingest.mqtt.share_filter:
     Mosquitto 2.0 does not restore shared subscriptions when it restarts).
     """
     if not group:
-        return device_filter(prefix)
-    return f"$share/{group}/{device_filter(prefix)}"
+        return device_filter(prefix, channel)
+    return f"$share/{group}/{device_filter(prefix, channel)}"
+
+
+class _Session:
+    """One paho client and its subscription state."""
+
+    def __init__(self, client_id: str, address: Any, filters: list[str], urgent: bool) -> None:
+        self.filters = filters
+        self.urgent = urgent
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.client = make_client(client_id, mqtt5=True, manual_ack=True, address=address)
+        self.client.max_queued_messages_set(0)
 
 
 class AlertingMqtt:
@@ -108,26 +130,42 @@ class AlertingMqtt:
         subscribe: bool = True,
     ) -> None:
         self._address = parse_mqtt_url(mqtt_url)
-        self._filter = shared_filter(group, prefix)
         self._subscribe = subscribe
         self._inbox = inbox
         self._session_expiry_s = session_expiry_s
-        self._connected = threading.Event()
-        self._subscribed = threading.Event()
         self.refused: SubscriptionRefused | None = None
         self._slots = threading.BoundedSemaphore(MAX_OUTSTANDING)
-        self.client = make_client(client_id, mqtt5=True, manual_ack=True, address=self._address)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_publish = self._on_publish
-        self.client.max_queued_messages_set(0)
+        # Subscriptions of a session from before the split (every channel on one session)
+        # are dropped so events do not arrive twice.
+        self._legacy = shared_filter(group, prefix)
+        bulk = [shared_filter(group, prefix, Channel.TELEMETRY.value)]
+        urgent = [shared_filter(group, prefix, c.value) for c in (Channel.EVENTS, Channel.STATUS)]
+        self._sessions = (
+            _Session(client_id, self._address, bulk, urgent=False),
+            _Session(client_id + URGENT_SUFFIX, self._address, urgent, urgent=True),
+        )
+        for session in self._sessions:
+            self._wire(session)
+        self.client = self._sessions[0].client
+        self.urgent_client = self._sessions[1].client
+
+    @property
+    def clients(self) -> tuple[paho.Client, ...]:
+        """Both paho clients: bulk telemetry, then events and statuses."""
+        return tuple(s.client for s in self._sessions)
+
+    def _wire(self, session: _Session) -> None:
+        client = session.client
+        client.on_connect = lambda c, u, f, rc, p=None: self._on_connect(session, rc)
+        client.on_disconnect = lambda c, u, f, rc, p=None: self._on_disconnect(session, rc)
+        client.on_subscribe = lambda c, u, mid, rcs, p=None: self._on_subscribe(session, rcs)
+        client.on_message = lambda c, u, msg: self._on_message(session, msg)
+        client.on_publish = self._on_publish
 
     @property
     def connected(self) -> bool:
-        """Whether the broker connection is up."""
-        return self._connected.is_set()
+        """Whether both broker connections are up."""
+        return all(s.connected.is_set() for s in self._sessions)
 
     def start(
         self,
@@ -167,19 +205,20 @@ class AlertingMqtt:
                 delay_s = min(delay_s * 2, max_delay_s)
 
     def _try_start(self, timeout_s: float) -> None:
-        self.client.connect(
-            self._address.host,
-            self._address.port,
-            keepalive=30,
-            clean_start=False,
-            properties=connect_properties(
-                session_expiry_s=self._session_expiry_s, receive_maximum=self._inbox.maxsize
-            ),
-        )
-        self.client.loop_start()
-        wanted = self._subscribed if self._subscribe else self._connected
+        # The urgent session first: an SOS queued while no one was connected comes first.
+        for session in reversed(self._sessions):
+            session.client.connect(
+                self._address.host,
+                self._address.port,
+                keepalive=30,
+                clean_start=False,
+                properties=connect_properties(
+                    session_expiry_s=self._session_expiry_s, receive_maximum=self._inbox.maxsize
+                ),
+            )
+            session.client.loop_start()
         deadline = time.monotonic() + timeout_s
-        while not wanted.wait(0.05):
+        while not self._ready(0.05):
             if self.refused is not None:
                 self.stop()
                 raise self.refused
@@ -190,62 +229,70 @@ class AlertingMqtt:
             self.stop()
             raise self.refused
 
+    def _ready(self, wait_s: float) -> bool:
+        for session in self._sessions:
+            wanted = session.subscribed if self._subscribe else session.connected
+            if not wanted.wait(wait_s):
+                return False
+        return True
+
     def stop(self) -> None:
-        """Disconnect and stop the network thread."""
-        self.client.disconnect()
-        self.client.loop_stop()
+        """Disconnect and stop the network threads."""
+        for session in self._sessions:
+            session.client.disconnect()
+            session.client.loop_stop()
 
     def publish(self, topic: str, payload: bytes) -> None:
-        """Publish QoS 1, not retained (contract §2), bounding outstanding message ids."""
+        """Publish QoS 1, not retained (contract §2), bounding outstanding message ids.
+
+        Alerts leave on the urgent session, whose network thread never waits for a full
+        telemetry lane.
+        """
         if not self._slots.acquire(timeout=30):
             raise TimeoutError("too many unacknowledged alert publishes")
-        info = self.client.publish(topic, payload, qos=1, retain=False)
+        info = self.urgent_client.publish(topic, payload, qos=1, retain=False)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             self._slots.release()
             logger.warning("alert publish on %s not queued (rc %s)", topic, info.rc)
 
-    def ack(self, mid: int, qos: int) -> None:
-        """Acknowledge a handled QoS 1 message (MQTT 5 §4.3.2)."""
+    def ack(self, mid: int, qos: int, urgent: bool = False) -> None:
+        """Acknowledge a handled QoS 1 message on the session it came by (MQTT 5 §4.3.2)."""
         if qos > 0:
-            self.client.ack(mid, qos)
+            self._sessions[1 if urgent else 0].client.ack(mid, qos)
 
-    def _on_connect(
-        self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any = None
-    ) -> None:
+    def _on_connect(self, session: _Session, rc: ReasonCode) -> None:
         if rc.is_failure:
             logger.warning("broker refused the connection: %s", rc)
             return
-        self._connected.set()
+        session.connected.set()
         if self._subscribe:
             # Retain Handling 1 (MQTT 5 §3.8.3.1): retained statuses are sent only when the
             # subscription is new, never again on a resumed session's re-subscribe.
             options = SubscribeOptions(
                 qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
             )
-            client.subscribe(self._filter, options=options)
+            session.client.subscribe([(f, options) for f in session.filters])
+            if not session.urgent:
+                session.client.unsubscribe(self._legacy)
 
-    def _on_subscribe(
-        self, client: paho.Client, userdata: Any, mid: int, rcs: Any, props: Any = None
-    ) -> None:
-        for rc in rcs:
+    def _on_subscribe(self, session: _Session, rcs: Any) -> None:
+        for f, rc in zip(session.filters, rcs, strict=False):
             if rc.is_failure:
                 code = rc.value if isinstance(rc, ReasonCode) else int(rc)
                 self.refused = SubscriptionRefused(
-                    f"broker {self._address.url} refused the subscription to {self._filter!r}:"
+                    f"broker {self._address.url} refused the subscription to {f!r}:"
                     f" reason code 0x{code:02X} ({rc})"
                 )
                 logger.error("%s", self.refused)
                 return
-        self._subscribed.set()
+        session.subscribed.set()
 
-    def _on_disconnect(
-        self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any = None
-    ) -> None:
-        self._connected.clear()
+    def _on_disconnect(self, session: _Session, rc: ReasonCode) -> None:
+        session.connected.clear()
         if rc.is_failure:
             logger.warning("disconnected from the broker: %s; paho reconnects", rc)
 
-    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+    def _on_message(self, session: _Session, msg: paho.MQTTMessage) -> None:
         # Blocks while the lane is full: paho stops reading and the broker keeps the rest.
         self._inbox.put(
             Inbound(
@@ -255,6 +302,7 @@ class AlertingMqtt:
                 msg.qos,
                 int(time.time() * 1000),
                 bool(msg.retain),
+                session.urgent,
             )
         )
 

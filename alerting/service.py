@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 import psycopg
 
 from alerting.dispatch import Dispatcher
-from alerting.engine import Engine
+from alerting.engine import Engine, finding_actions
 from alerting.fall_model import FallModel, load_fall_model
 from alerting.leader import Leadership, fence_on_takeover
 from alerting.lifecycle import AlertRow
 from alerting.metrics import AlertingMetrics, LiveState
-from alerting.model import Action
+from alerting.model import Action, Finding
 from alerting.mqtt import AlertingMqtt, Inbound, Inbox
 from alerting.outbox import Outbox, default_outbox_path, store_dead_letter
 from alerting.settings import AlertingSettings
@@ -33,6 +33,7 @@ from gateway.codec import decode
 from gateway.contract import AlertStatus
 from gateway.errors import PayloadError
 from gateway.fleet import Fleet
+from gateway.messages import BandTelemetry
 from ingest import pg, readback
 from ingest.migrate import apply_migrations
 from ingest.registry import load_centers_on_duty, load_fleet
@@ -50,6 +51,9 @@ _START_BACKOFF_MAX_S = 30.0
 # Ingest commits a batch within its batch wait (100 ms by default): five times that.
 _INGEST_LAG_S = 0.5
 _RECENT_AGAIN_MS = 10_000
+# Messages handled per drain cycle: the anomaly model scores their heart rates together, and
+# they are acknowledged once all are handled. Bounded so ticks and reloads keep their pace.
+_DRAIN_MAX = 500
 
 
 def _committed(read: Callable[[psycopg.Connection[Any]], T], conn: psycopg.Connection[Any]) -> T:
@@ -169,7 +173,8 @@ class AlertingService:
                 inbox=self.inbox,
             )
             if self.leader is not None:
-                fence_on_takeover(mqtt.client, halt, self.leader)
+                for client in mqtt.clients:  # both sessions are the active's, fenced alike
+                    fence_on_takeover(client, halt, self.leader)
             try:
                 with pg.connect(s.database_url, autocommit=True) as mig:
                     apply_migrations(mig)
@@ -301,18 +306,14 @@ class AlertingService:
             self.metrics.close()
 
     def _run_loop(self, stop: threading.Event, mqtt: AlertingMqtt) -> None:
-        assert self.writer is not None
+        assert self.writer is not None and self.engine is not None
         s = self.settings
+        self.engine.anomaly.defer = True
         next_tick = next_centers = next_fleet = 0.0
         while not stop.is_set():
             if mqtt.refused is not None:
                 raise mqtt.refused
-            item = self.inbox.get(timeout=s.tick_s)
-            if item is not None:
-                # Acknowledged only once handled: its alert is in PostgreSQL or the outbox,
-                # or the message is dead-lettered.
-                self._handle(item, stop)
-                mqtt.ack(item.mid, item.qos)
+            self._drain(stop, mqtt, s.tick_s)
             self._poll_reconnect(stop)
             mono = time.monotonic()
             try:
@@ -410,6 +411,35 @@ class AlertingService:
         fleet: Fleet = self.writer.db(_committed, load_fleet, conn)
         self.engine.set_fleet(fleet, self.clock())
 
+    def _drain(self, stop: threading.Event, mqtt: AlertingMqtt, wait_s: float) -> None:
+        """Handle what the inbox holds (up to _DRAIN_MAX), urgent lane first, then score the
+        cycle's heart rates together and acknowledge.
+
+        Acknowledged only once handled: its alert is in PostgreSQL or the outbox, or the
+        message is dead-lettered.
+        """
+        assert self.engine is not None
+        items: list[Inbound] = []
+        item = self.inbox.get(timeout=wait_s)
+        while item is not None:
+            items.append(item)
+            self._handle(item, stop)
+            if len(items) >= _DRAIN_MAX:
+                break
+            item = self.inbox.get(timeout=0)
+        if self.engine.anomaly.pending():
+            now = self.clock()
+            try:
+                findings: list[Finding] = list(self.engine.anomaly.flush())
+                actions = finding_actions(self.engine, findings)
+                for action in actions:
+                    self._apply(action, now, stop)
+            except Exception:
+                self.stats.errors += 1
+                logger.exception("failed to score %d heart rates", len(items))
+        for item in items:
+            mqtt.ack(item.mid, item.qos, item.urgent)
+
     def _handle(self, item: Inbound, stop: threading.Event) -> None:
         assert self.engine is not None and self.writer is not None
         self.stats.received += 1
@@ -432,8 +462,11 @@ class AlertingService:
             self.stats.retained += 1
         try:
             now = self.clock()
+            queued = self.engine.anomaly.pending()
             for action in self._on_message(message, now, item.retain):
                 self._apply(action, now, stop)
+            if isinstance(message, BandTelemetry) and self.engine.anomaly.pending() > queued:
+                self.engine.anomaly.stamp(message.ts, message.seq)
         except Exception as exc:
             # A bug, not an outage (the writer keeps alerts through those): never acknowledge
             # it silently.

@@ -203,3 +203,17 @@ def _add_backup_commands(db_sub: argparse._SubParsersAction[Any]) -> None:
     )
     rs.add_argument("dump", type=Path, help="a file written by `db backup`")
     rs.set_defaults(handler=_restore)
+    ret = db_sub.add_parser(
+        "retention", help="drop partitions and diagnostic rows older than their kept days"
+    )
+    ret.set_defaults(handler=_retention)
+
+
+def _retention(args: argparse.Namespace) -> int:
+    from ingest.retention import apply_retention
+
+    with connect(_settings().database_url, autocommit=True, statement_timeout_ms=0) as conn:
+        result = apply_retention(conn, int(time.time() * 1000))
+    dropped = sum(len(v) for v in result.dropped.values())
+    print(f"dropped {dropped} partition(s); deleted {json.dumps(result.deleted)}")
+    return 0

@@ -150,11 +150,12 @@ class Claimed:
 
 
 def claim(conn: Conn, now_ms: int, lease_ms: int, limit: int) -> list[Claimed]:
-    """Lease up to `limit` due deliveries (their due time moves to the lease's end)."""
+    """Lease up to `limit` due deliveries, urgent ones first (their due time moves to the
+    lease's end)."""
     rows = conn.execute(
         "UPDATE notify_deliveries AS d SET due_ts = %s, attempts = d.attempts + 1"
         " FROM (SELECT id FROM notify_deliveries WHERE status = 'pending' AND due_ts <= %s"
-        "       ORDER BY due_ts, id LIMIT %s FOR UPDATE SKIP LOCKED) AS c"
+        "       ORDER BY urgent DESC, due_ts, id LIMIT %s FOR UPDATE SKIP LOCKED) AS c"
         " WHERE d.id = c.id RETURNING d.id, d.channel, d.target_id, d.urgent, d.payload,"
         " d.receipt_token, d.attempts, d.alert_id, d.state_key,"
         " (SELECT ARRAY[s.endpoint, s.p256dh, s.auth] FROM push_subscriptions AS s"

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -169,17 +170,31 @@ def content_sha256(model: HistGradientBoostingClassifier, threshold: float) -> s
     return h.hexdigest()
 
 
+_OBJECT_ID = re.compile(r'("__id__": |"file": ")(\d+)')
+
+
 def _canonical_zip(raw: bytes) -> bytes:
-    """skops's archive with fixed entry times and order."""
+    """skops's archive made byte-for-byte reproducible.
+
+    skops names array files and shared-object references by `id()` (memory addresses): they
+    are renumbered in order of first appearance in its schema, entries sorted, times fixed.
+    """
+    with zipfile.ZipFile(io.BytesIO(raw)) as src:
+        entries = {name: src.read(name) for name in src.namelist()}
+    numbers: dict[str, str] = {}
+
+    def renumber(m: re.Match[str]) -> str:
+        return m.group(1) + numbers.setdefault(m.group(2), str(len(numbers) + 1))
+
+    schema = _OBJECT_ID.sub(renumber, entries.pop("schema.json").decode())
+    renamed = {f"{numbers[n[:-4]]}.npy" if n[:-4] in numbers else n: b for n, b in entries.items()}
+    renamed["schema.json"] = schema.encode()
     out = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(raw)) as src,
-        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
-    ):
-        for name in sorted(src.namelist()):
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in sorted(renamed):
             info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
-            dst.writestr(info, src.read(name))
+            dst.writestr(info, renamed[name])
     return out.getvalue()
 
 

@@ -153,7 +153,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=10_000)
     parser.add_argument("--alerts", type=int, default=1_000, help="elders with one alert each")
-    parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=32, help="HTTP threads per process")
+    parser.add_argument("--processes", type=int, default=1, help="notifier processes")
     args = parser.parse_args()
     db = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
     rx = Receiver()
@@ -164,7 +165,7 @@ def main() -> None:
            "NOTIFY_WORKERS": str(args.workers), "NOTIFY_BATCH": "500",
            "NOTIFY_VAPID_KEY_PATH": f"/tmp/{schema}.pem"}  # fmt: skip
     cmd = [sys.executable, "-m", "eldercare", "--log-level", "WARNING", "notify", "--no-migrate"]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    procs = [subprocess.Popen(cmd, env=env, cwd=ROOT) for _ in range(args.processes)]
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             while conn.execute("SELECT 1 FROM notify_cursor").fetchone() is None:
@@ -185,12 +186,17 @@ def main() -> None:
               f" {len(lat_ms)} push requests of {len(paths)} in {span_s:.1f} s")  # fmt: skip
         print(f"raise -> push request: p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms,"
               f" max {lat_ms[-1]:.0f} ms")  # fmt: skip
-        print(f"notifier: {len(lat_ms) / span_s:.0f} deliveries/s (encrypt, sign, POST, record)")
+        print(
+            f"notifier x{args.processes}: {len(lat_ms) / span_s:.0f} deliveries/s"
+            " (encrypt, sign, POST, record)"
+        )
         bare = _bare_loop(rx.url, 3000, args.workers)
         print(f"bare HTTP POST loop, {args.workers} threads, same stand-in: {bare:.0f} posts/s")
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
         with psycopg.connect(db, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         Path(f"/tmp/{schema}.pem").unlink(missing_ok=True)

@@ -15,7 +15,13 @@ from typing import Any
 from gateway import FleetError, ReasonCode, parse_fleet
 from ingest import readback
 from ingest.db import connect, dead_letter_counts, misdated_count, row_counts
-from ingest.migrate import apply_migrations, recorded_mode, storage_mode
+from ingest.migrate import (
+    TimescaleNotLoaded,
+    apply_migrations,
+    recorded_mode,
+    storage_mode,
+    timescale_problem,
+)
 from ingest.registry import import_fleet
 from ingest.settings import IngestSettings, WriteMethod
 
@@ -28,7 +34,11 @@ def _settings(**overrides: Any) -> IngestSettings:
 def _migrate(args: argparse.Namespace) -> int:
     # A migration may rewrite a large table: no statement timeout (keepalives still apply).
     with connect(_settings().database_url, statement_timeout_ms=0) as conn:
-        applied = apply_migrations(conn)
+        try:
+            applied = apply_migrations(conn)
+        except TimescaleNotLoaded as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         mode = recorded_mode(conn)
     print(f"storage mode: {mode.value if mode else 'unknown'}")
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
@@ -39,6 +49,8 @@ def _info(args: argparse.Namespace) -> int:
     with connect(_settings().database_url) as conn:
         mode = recorded_mode(conn)
         detected = storage_mode(conn)
+        problem = timescale_problem(conn)
+        jobs = timescale_jobs(conn)
         try:
             rows = conn.execute(
                 "SELECT version, variant, name FROM schema_migrations ORDER BY version, variant"
@@ -47,6 +59,10 @@ def _info(args: argparse.Namespace) -> int:
             conn.rollback()
             rows = []
     print(f"storage mode: {(mode or detected).value}" + ("" if mode else " (not migrated yet)"))
+    if problem is not None:
+        print(f"warning: {problem}")
+    for job in jobs:
+        print(f"  timescaledb job {job[0]} ({job[1]}): last run {job[2]}, {job[3]} failure(s)")
     for version, variant, name in rows:
         print(f"  {version}_{name}" + (f".{variant}" if variant else ""))
     return 0
@@ -217,3 +233,17 @@ def _retention(args: argparse.Namespace) -> int:
     dropped = sum(len(v) for v in result.dropped.values())
     print(f"dropped {dropped} partition(s); deleted {json.dumps(result.deleted)}")
     return 0
+
+
+def timescale_jobs(conn: Any) -> list[tuple[Any, ...]]:
+    """TimescaleDB background jobs whose last run failed, or that are overdue by an hour
+    (`timescaledb_information.job_stats`); empty in plain mode."""
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() is None:
+        return []
+    rows: list[tuple[Any, ...]] = conn.execute(
+        "SELECT j.job_id, j.proc_name, s.last_run_status, s.total_failures"
+        " FROM timescaledb_information.jobs j"
+        " JOIN timescaledb_information.job_stats s USING (job_id)"
+        " WHERE s.last_run_status = 'Failed' OR s.next_start < now() - interval '1 hour'"
+    ).fetchall()
+    return rows

@@ -38,6 +38,55 @@ class Migration:
     sql: str
 
 
+# The usual state right after a distribution package install: the extension files are there,
+# but the library is not preloaded, and CREATE EXTENSION fails (TimescaleDB's install guide).
+PRELOAD_FIX = (
+    "TimescaleDB is installed but not loaded: add timescaledb to shared_preload_libraries in "
+    "postgresql.conf (shared_preload_libraries = 'timescaledb', or run timescaledb-tune), "
+    "restart PostgreSQL, then run `eldercare db migrate` again"
+)
+
+
+class TimescaleNotLoaded(RuntimeError):
+    """TimescaleDB mode was chosen but the server does not preload the library."""
+
+
+def preload_problem(installed: bool, available: bool, preload: str) -> str | None:
+    """Why TimescaleDB cannot be used although it is available, or None.
+
+    Args:
+        installed: the extension is created in this database.
+        available: the server has the extension's files.
+        preload: the server's `shared_preload_libraries` setting.
+    """
+    if installed or not available:
+        return None
+    libraries = {part.strip().strip('"') for part in preload.split(",")}
+    return None if "timescaledb" in libraries else PRELOAD_FIX
+
+
+def timescale_problem(conn: psycopg.Connection[Any]) -> str | None:
+    """`preload_problem` for the server behind `conn`."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),"
+        " EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
+        " current_setting('shared_preload_libraries')"
+    ).fetchone()
+    assert row is not None
+    return preload_problem(bool(row[0]), bool(row[1]), str(row[2]))
+
+
+def _create_timescale(conn: psycopg.Connection[Any]) -> None:
+    """CREATE EXTENSION, or TimescaleNotLoaded with the fix when the library is not preloaded
+    (TimescaleDB refuses with "extension "timescaledb" must be preloaded")."""
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as exc:
+        if "preload" in str(exc):
+            raise TimescaleNotLoaded(PRELOAD_FIX) from exc
+        raise
+
+
 def storage_mode(conn: psycopg.Connection[Any]) -> StorageMode:
     """Say which mode is in use: TimescaleDB when its extension is installed or installable."""
     row = conn.execute(
@@ -89,7 +138,7 @@ def apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
         row = conn.execute("SELECT value FROM storage_settings WHERE key = 'mode'").fetchone()
         mode = StorageMode(row[0]) if row else storage_mode(conn)
         if mode is StorageMode.TIMESCALEDB:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            _create_timescale(conn)
         conn.execute(
             "INSERT INTO storage_settings VALUES ('mode', %s) ON CONFLICT (key) DO NOTHING",
             (mode.value,),

@@ -41,12 +41,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_migrate:
         with connect(settings.database_url, autocommit=True) as conn:
             apply_migrations(conn)
-    notifier = Notifier(settings)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    notifier.start()
     logger.info("notify: running")
-    done.wait()
-    notifier.stop()
+    Notifier(settings).run(done)
     return 0

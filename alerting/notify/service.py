@@ -202,6 +202,14 @@ class Notifier:
         for thread in self._threads:
             thread.start()
 
+    def run(self, stop: threading.Event) -> None:
+        """Run until `stop` is set (the shape of the other services' `run`)."""
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         """Stop both threads (an attempt in flight finishes first)."""
         self.stop_event.set()

@@ -3,8 +3,10 @@
 Matching is one-to-one: an incident is detected by the earliest alert of its kind for its elder
 raised at or after its onset and within the kind's window that no earlier incident took. An
 alert raised before the onset is never a detection (it would score a 0 s delay): it is a false
-alarm, like every alert no incident took. A wearer's cancel and the smoke detector's own
-nuisance close are counted apart from the false alarms a person had to handle. Proportions
+alarm, like every alert no incident took, except a repeat: a further alert raised within the
+window of an incident whose alert a person already closed (a fire still burning, an elder still
+away), counted apart. A wearer's cancel and the smoke detector's own nuisance close are
+counted apart from the false alarms a person had to handle. Proportions
 carry Wilson intervals (Wilson, JASA 1927) and rates exact Poisson ones (Garwood 1936), so
 runs over several seeds pool into one figure with its uncertainty.
 """
@@ -72,6 +74,7 @@ class KindScore:
     incidents: int = 0
     detected: int = 0
     false_alarms: int = 0  # alerts no incident took that a person had to close
+    repeats: int = 0  # further alerts during an incident already alerted (staff closed one)
     cancelled: int = 0  # withdrawn by the wearer before anyone took them
     auto_closed: int = 0  # closed by the detector as a nuisance before anyone took them
     device_days: float = 0.0
@@ -104,6 +107,7 @@ class KindScore:
         self.incidents += other.incidents
         self.detected += other.detected
         self.false_alarms += other.false_alarms
+        self.repeats += other.repeats
         self.cancelled += other.cancelled
         self.auto_closed += other.auto_closed
         self.device_days += other.device_days
@@ -167,7 +171,12 @@ def _score_kind(kind: str, truths: list[Truth], alerts: list[AlertRow]) -> KindS
     for alert in mine:
         if alert.alert_id in used:
             continue
-        if alert.status is AlertStatus.CANCELLED:
+        if any(
+            t.elder_id == alert.elder_id and t.start_ts <= alert.raised_ts <= t.start_ts + window_ms
+            for t in truths
+        ):
+            ks.repeats += 1  # the incident was still on after its alert was closed
+        elif alert.status is AlertStatus.CANCELLED:
             ks.cancelled += 1
         elif auto_closed_nuisance(alert):
             ks.auto_closed += 1
@@ -202,7 +211,8 @@ def format_table(scores: Mapping[str, KindScore]) -> str:
     """A plain-text table of the scores with 95 % intervals."""
     head = (
         f"{'kind':<15}{'incid':>6}{'sens':>7}{'95% CI':>16}{'false':>6}{'fa/dev-day':>11}"
-        f"{'95% CI':>18}{'cancel':>7}{'auto':>5}{'p50 s':>8}{'p99 s':>8}{'ref p50':>9}"
+        f"{'95% CI':>18}{'repeat':>7}{'cancel':>7}{'auto':>5}{'p50 s':>8}{'p99 s':>8}"
+        f"{'ref p50':>9}"
     )
     lines = [head, "-" * len(head)]
     for ks in scores.values():
@@ -210,7 +220,7 @@ def format_table(scores: Mapping[str, KindScore]) -> str:
             f"{ks.kind:<15}{ks.incidents:>6}{ks.sensitivity:>7.3f}"
             f"{_ci(ks.sensitivity_ci, 3) if ks.incidents else '-':>16}{ks.false_alarms:>6}"
             f"{ks.false_per_device_day:>11.4f}{_ci(ks.false_per_device_day_ci, 3):>18}"
-            f"{ks.cancelled:>7}{ks.auto_closed:>5}{ks.pct(ks.delays_s, 50):>8.1f}"
+            f"{ks.repeats:>7}{ks.cancelled:>7}{ks.auto_closed:>5}{ks.pct(ks.delays_s, 50):>8.1f}"
             f"{ks.pct(ks.delays_s, 99):>8.1f}{ks.pct(ks.ref_delays_s, 50):>9.2f}"
         )
     return "\n".join(lines)

@@ -134,3 +134,14 @@ def test_simulated_staff_answer_like_a_telecare_centre_when_idle_and_queue_when_
     burst = [_alert(f"b{i}", AlertKind.SOS, f"el-{i}", T0) for i in range(10)]
     busy.moves(burst, T0)
     assert sum(p.take_ms - T0 > 60_000 for p in busy.plans.values()) >= 6
+
+
+def test_an_alert_raised_again_during_an_alerted_incident_is_a_repeat_not_a_false_alarm() -> None:
+    truths = [Truth("smoke", True, "el-1", "smk-1", T0, T0)]
+    alerts = [
+        _alert("a1", AlertKind.SMOKE, "el-1", T0 + 60_000, AlertStatus.RESOLVED),
+        _alert("a2", AlertKind.SMOKE, "el-1", T0 + 400_000),  # staff closed a1, fire burns on
+        _alert("a3", AlertKind.SMOKE, "el-1", T0 + 2 * 3_600_000),  # long after: a false alarm
+    ]
+    s = score(truths, alerts, COUNTS, days=1.0)["smoke"]
+    assert (s.detected, s.repeats, s.false_alarms) == (1, 1, 1)

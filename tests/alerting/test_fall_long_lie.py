@@ -121,3 +121,39 @@ def test_a_fall_the_model_raised_is_not_raised_again_as_a_long_lie() -> None:
     cane.stream(_flat(6 * RATE, rng), impact_ms + 5_000)
     found = cane.tick(impact_ms + 5 * 60_000)
     assert [t.severity for t in found] == [Severity.CRITICAL]
+
+
+def test_the_engine_raises_a_long_lie_for_the_elder_on_receive_time() -> None:
+    from alerting.engine import Engine
+    from alerting.model import Raise
+    from tests.alerting.helpers import small_fleet
+
+    rng = np.random.default_rng(6)
+    engine = Engine(small_fleet("ll"), ConstantModel(0.0), T0)
+    samples = np.concatenate([_drop(rng), _flat(4 * RATE, rng)])
+    skew_ms = -2 * 3_600_000  # the cane's clock is two hours slow
+    received = T0
+    for seq, i in enumerate(range(0, len(samples), 2 * RATE)):
+        received = T0 + (i + 2 * RATE) * 1000 // RATE
+        msg = CaneTelemetry(
+            device_id="cane-ll",
+            type=DeviceType.CANE,
+            seq=seq,
+            ts=received + skew_ms,
+            rate_hz=RATE,
+            accel_g=tuple((float(x), float(y), float(z)) for x, y, z in samples[i : i + 2 * RATE]),
+        )
+        assert not [a for a in engine.on_message(msg, received) if isinstance(a, Raise)]
+    impact_ms = T0 + 4_000 + 8 * 1000 // RATE
+
+    def falls(now_ms: int) -> list[Raise]:
+        return [
+            a
+            for a in engine.tick(now_ms)
+            if isinstance(a, Raise) and a.trigger.kind is AlertKind.FALL
+        ]
+
+    assert falls(impact_ms + int(LONG_LIE_S * 1000) - 2_000) == []
+    (alert,) = falls(impact_ms + int(LONG_LIE_S * 1000) + 2_000)
+    assert alert.elder_id == "el-ll" and alert.trigger.severity is Severity.HIGH
+    assert "long lie" in alert.trigger.reason

@@ -217,20 +217,26 @@ def _sos_delay_s(check: IncidentCheck, seen: list[Seen]) -> float | None:
     return min(alert) - min(press) if press and alert else None
 
 
-def unpublished_changes(
-    conn: psycopg.Connection[tuple[object, ...]], seen: list[Seen]
-) -> list[tuple[str, str, str]]:
-    """Alert state changes in the history that never reached a centre topic: (alert, status,
-    centre). Contract §2: every alert and every change of its state is published."""
+def state_changes(conn: psycopg.Connection[tuple[object, ...]]) -> set[tuple[str, str, str]]:
+    """Every (alert, status, centre) the alert history holds."""
     rows = conn.execute(
         "SELECT DISTINCT alert_id, to_status, center_id FROM alert_transitions"
     ).fetchall()
+    return {(str(a), str(s), str(c)) for a, s, c in rows}
+
+
+def unpublished_changes(
+    changes: set[tuple[str, str, str]], seen: list[Seen]
+) -> list[tuple[str, str, str]]:
+    """State changes that never reached a centre topic. Contract §2: every alert and every
+    change of its state is published. Read `changes` before `seen`, a moment apart, so a
+    change committed just before the end has had its chance to be published."""
     published = {
         (str(m.payload.get("alert_id")), str(m.payload.get("status")), m.topic.split("/")[-1])
         for m in seen
         if "/alerts/" in m.topic
     }
-    return sorted({(str(a), str(s), str(c)) for a, s, c in rows} - published)
+    return sorted(changes - published)
 
 
 def _matches(incident: Incident, kind: object, elder_id: object, event_ts: object) -> bool:

@@ -32,6 +32,7 @@ from tests.system.checks import (
     dead_letters,
     missing_report,
     seen_readings,
+    state_changes,
     summary_table,
     unpublished_changes,
 )
@@ -264,13 +265,15 @@ def test_district_survives_broker_database_and_process_faults(
         truth = read_ground_truth(tmp_path / "truth.jsonl")
         _drain(pg.url, witness, truth, probe_elder, live_at)
         time.sleep(5.0)  # anything doubled late shows up now
+        with psycopg.connect(pg.url, autocommit=True) as conn:
+            changes = state_changes(conn)
+        time.sleep(3.0)  # each change in the history is on its centre topic by now
         seen = witness.messages()
         with psycopg.connect(pg.url, autocommit=True) as conn:
             readings = check_readings(conn, seen, live_at)
             wills = check_wills(conn, seen)
             incidents, unmatched = check_alerts(conn, truth, seen, probe_elder)
             dead = dead_letters(conn)
-            unpublished = unpublished_changes(conn, seen)
         alive = {s.name: s.running() for s in (ingest, *alerting)}
     finally:
         if sim is not None and sim.poll() is None:
@@ -279,6 +282,7 @@ def test_district_survives_broker_database_and_process_faults(
         for service in (*alerting, ingest):
             service.stop()
         witness.close()
+    unpublished = unpublished_changes(changes, seen)
     table = summary_table(faults, incidents, unmatched, readings, wills, alive, dead, unpublished)
     (tmp_path / "missing_readings.txt").write_text(missing_report(readings, seen))
     (tmp_path / "summary.txt").write_text(table, encoding="utf-8")

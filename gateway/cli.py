@@ -73,22 +73,28 @@ def _creds(args: argparse.Namespace) -> int:
 
 def _acl_sync(args: argparse.Namespace) -> int:
     prefix = args.prefix if args.prefix is not None else GatewaySettings().topic_prefix
-    watching = False
-    with _connect() as conn:
-        while True:
+    if args.watch is None:
+        with _connect() as conn:
             result = sync_files(conn, args.dir, prefix)
-            if result.changed:
-                logger.info(
-                    "broker files: %d accounts%s",
-                    result.accounts,
-                    ", broker reloaded" if result.signalled else "",
-                )
-            if args.watch is None:
-                return 0
-            if not watching:
-                logger.info("watching the registry: %s every %.1f s", args.dir, args.watch)
-                watching = True
-            time.sleep(args.watch)
+        print(f"{result.accounts} accounts" + (", broker reloaded" if result.signalled else ""))
+        return 0
+    logger.info("watching the registry: %s every %.1f s", args.dir, args.watch)
+    while True:
+        try:
+            with _connect() as conn:
+                while True:
+                    result = sync_files(conn, args.dir, prefix)
+                    if result.changed:
+                        logger.info(
+                            "broker files: %d accounts%s",
+                            result.accounts,
+                            ", broker reloaded" if result.signalled else "",
+                        )
+                    time.sleep(args.watch)
+        except psycopg.OperationalError as exc:
+            # The broker keeps its last files meanwhile; retry until the database is back.
+            logger.warning("registry unavailable, broker files unchanged: %s", exc)
+            time.sleep(max(args.watch, 1.0))
 
 
 def _write_pair(out: Path, stem: str, issued: Issued) -> None:

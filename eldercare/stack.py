@@ -59,6 +59,9 @@ def run(args: argparse.Namespace, inner: Callable[[argparse.Namespace], int]) ->
         `inner`'s exit code; 2 when no database can be had.
     """
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # A shell starting `up` in the background sets SIGINT to "ignore", which Python keeps:
+    # `kill -INT` must stop it like Ctrl-C all the same.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     saved = os.environ.get("DATABASE_URL")
     try:
         with database.provide(force_embedded=bool(getattr(args, "embedded_db", False))) as db:
@@ -74,6 +77,7 @@ def run(args: argparse.Namespace, inner: Callable[[argparse.Namespace], int]) ->
         else:
             os.environ["DATABASE_URL"] = saved
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _redacted(url: str) -> str:

@@ -156,3 +156,29 @@ def test_redacted_hides_the_password_only() -> None:
     assert (
         _redacted("postgresql://postgres@127.0.0.1:5/db") == "postgresql://postgres@127.0.0.1:5/db"
     )
+
+
+@pytest.mark.slow
+def test_interrupt_stops_up_even_when_started_with_sigint_ignored(
+    mqtt_url: str, schema_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    # A shell's background job starts with SIGINT ignored; `kill -INT` must still stop it.
+    env = {**os.environ, "MQTT_URL": mqtt_url, "DATABASE_URL": schema_url}
+    cmd = [sys.executable, "-m", "eldercare", "up", "--elders", "3", "--prefix", topic_prefix]
+    cmd += ["--dashboard-port", "0", "--every", "1"]
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stderr=out,
+            stdout=out,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+    try:
+        _wait_for(log, r"devices online", proc, 120)
+        code = _stop(proc, signal.SIGINT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code in (0, 130), log.read_text()[-3000:]

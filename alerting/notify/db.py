@@ -227,3 +227,13 @@ def record(conn: Conn, results: Sequence[Result], now_ms: int) -> None:
         gone = sorted({r.gone_subscription for r in results if r.gone_subscription is not None})
         if gone:
             conn.execute("DELETE FROM push_subscriptions WHERE id = ANY(%s)", (gone,))
+
+
+def publish_public_key(conn: Conn, public_key: str, now_ms: int) -> None:
+    """Store the VAPID public key the notifier signs with (read by the dashboard)."""
+    conn.execute(
+        "INSERT INTO notify_keys (name, public_key, updated_ts) VALUES ('vapid', %s, %s)"
+        " ON CONFLICT (name) DO UPDATE SET public_key = excluded.public_key,"
+        " updated_ts = excluded.updated_ts",
+        (public_key, now_ms),
+    )

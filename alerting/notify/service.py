@@ -26,7 +26,7 @@ import requests
 from alerting.notify import db, planner, senders
 from alerting.notify.policy import Channel, Outcome, backoff_ms, push_payload
 from alerting.notify.settings import NotifySettings
-from alerting.notify.vapid import load_key
+from alerting.notify.vapid import load_key, public_key_b64
 from ingest.pg import connect
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ class Notifier:
         while not self.stop_event.is_set():
             try:
                 with self._connect() as listen, self._connect() as conn:
+                    db.publish_public_key(conn, public_key_b64(self.key), self.clock())
                     db.cursor_position(conn)
                     listen.execute(f"LISTEN {CHANNEL}")
                     while not self.stop_event.is_set():

@@ -217,3 +217,9 @@ def elder_homes(conn: Conn, elder_ids: Sequence[str]) -> dict[str, tuple[str, fl
 def center_names(conn: Conn) -> dict[str, str]:
     """Care centre names by id (for "taken by the Shichahai centre")."""
     return {str(r[0]): str(r[1]) for r in conn.execute("SELECT id, name FROM care_centers")}
+
+
+def vapid_public_key(conn: Conn) -> str | None:
+    """The VAPID public key the notifier published at start (None before it first ran)."""
+    row = conn.execute("SELECT public_key FROM notify_keys WHERE name = 'vapid'").fetchone()
+    return None if row is None else str(row[0])

@@ -9,7 +9,6 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from alerting.notify.settings import NotifySettings
-from alerting.notify.vapid import load_key, public_key_b64
 from dashboard.deps import ActingUser, Conn, CurrentUser, NowMs
 from dashboard.errors import errors
 from dashboard.queries import notify as notify_q
@@ -23,21 +22,12 @@ URL_CHARS = r"^[!-~]+$"
 
 
 def notify_settings(request: Request) -> NotifySettings:
-    """The notifier's settings (VAPID key file, target rules), built once per app."""
+    """The notifier's settings (its rules for target URLs), built once per app."""
     cfg: NotifySettings | None = getattr(request.app.state, "notify_settings", None)
     if cfg is None:
         cfg = NotifySettings()
         request.app.state.notify_settings = cfg
     return cfg
-
-
-def vapid_public_key(request: Request) -> str:
-    """The application server key, read (or created) once per app."""
-    key: str | None = getattr(request.app.state, "vapid_public_key", None)
-    if key is None:
-        key = public_key_b64(load_key(notify_settings(request)))
-        request.app.state.vapid_public_key = key
-    return key
 
 
 def check_target_url(request: Request, url: str) -> str:
@@ -100,10 +90,14 @@ class ReceiptIn(BaseModel):
     state: Literal["delivered", "read"]
 
 
-@router.get("/vapid-public-key", response_model=VapidKeyOut)
-def get_vapid_key(request: Request) -> VapidKeyOut:
-    """The application server key (RFC 8292 §3.2), base64url."""
-    return VapidKeyOut(public_key=vapid_public_key(request))
+@router.get("/vapid-public-key", response_model=VapidKeyOut, responses=errors(404))
+def get_vapid_key(conn: Conn) -> VapidKeyOut:
+    """The application server key (RFC 8292 §3.2), base64url: the one the notifier signs
+    with, as it published it at start."""
+    key = notify_q.vapid_public_key(conn)
+    if key is None:
+        raise HTTPException(404, "push is not set up: the notifier has not started yet")
+    return VapidKeyOut(public_key=key)
 
 
 @router.get("/subscriptions", response_model=list[SubscriptionOut], responses=errors(401))

@@ -14,7 +14,9 @@ import psycopg
 import pytest
 from playwright.sync_api import sync_playwright
 
+from alerting.notify.db import publish_public_key
 from alerting.notify.settings import NotifySettings
+from alerting.notify.vapid import load_key, public_key_b64
 from dashboard.accounts import Role
 from dashboard.settings import DashboardSettings
 from tests.dashboard.conftest import PASSWORD, DashFleet, RaiseAlert, make_user
@@ -34,9 +36,10 @@ def dash(schema_url: str, mqtt_url: str, topic_prefix: str, dash_fleet: DashFlee
         feed_poll_s=1.0,
     )  # fmt: skip
     server = _Dashboard(settings)
-    server.server.config.app.state.notify_settings = NotifySettings(
-        database_url=schema_url, vapid_key_path=tmp_path / "vapid.pem"
-    )
+    cfg = NotifySettings(database_url=schema_url, vapid_key_path=tmp_path / "vapid.pem")
+    server.server.config.app.state.notify_settings = cfg
+    with psycopg.connect(schema_url, autocommit=True) as conn:  # as the notifier does at start
+        publish_public_key(conn, public_key_b64(load_key(cfg)), int(time.time() * 1000))
     with server:
         yield server
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 from fastapi.testclient import TestClient
 
+from alerting.notify.db import publish_public_key
 from alerting.notify.settings import NotifySettings
 from tests.dashboard.conftest import DashFleet, RaiseAlert
 
@@ -64,6 +66,8 @@ def test_every_notification_route_answers_each_role_as_documented(
     app_client.app.state.notify_settings = NotifySettings(  # type: ignore[attr-defined]
         database_url=schema_url, vapid_key_path=tmp_path / "v.pem"
     )
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        publish_public_key(conn, "BPublicKeyOfTheNotifier", 1)
     mine, other = dash_fleet.elders[0], dash_fleet.elders[1]
     ids = {
         "alert_mine": raise_alert(mine).alert_id,

@@ -44,7 +44,18 @@ def _sub(endpoint: str, keys: BrowserKeys) -> dict[str, object]:
 
 
 def test_vapid_key_is_the_kept_key_pair(app_client: TestClient, notify_cfg: NotifySettings) -> None:
-    key = app_client.get("/api/v1/push/vapid-public-key").json()["public_key"]
+    # Before the notifier first ran there is no key to give (and the dashboard makes none).
+    assert app_client.get("/api/v1/push/vapid-public-key").status_code == 404
+    notifier = Notifier(notify_cfg)
+    notifier.start()
+    try:
+        deadline = time.monotonic() + 15
+        while (resp := app_client.get("/api/v1/push/vapid-public-key")).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        notifier.stop()
+    key = resp.json()["public_key"]
     raw = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
     assert len(raw) == 65 and raw[0] == 4  # an uncompressed P-256 point (RFC 8292 §3.2)
     assert notify_cfg.vapid_key_path.stat().st_mode & 0o077 == 0

@@ -1,10 +1,12 @@
-"""Ingest throughput against the raw QoS 1 broker ceiling, in one run.
+"""Ingest throughput against the raw C->C QoS 1 broker ceiling, in one run.
 
-Prints: the raw ceiling (publisher -> Mosquitto -> a subscriber that only counts, QoS 1), ingest
-throughput (published -> committed), their ratio, and the bare COPY rate for the same rows.
+Prints: the raw ceiling (C publishers `mosquitto_pub -l -q 1` -> Mosquitto -> C subscriber
+`mosquitto_sub` that only counts, bench/ceiling.py), ingest throughput (the same C publishers
+-> committed rows, zero loss), their ratio, and the bare decode and COPY rates of the same
+rows. Cane windows carry 100 samples (2 s at 50 Hz), as a walking cane sends them.
 Starts its own Mosquitto with gateway/mosquitto.conf and uses its own database schema.
 
-Usage: python bench/bench_ingest.py [-n 20000] [--devices 300] [--batch-max 2000]
+Usage: python bench/bench_ingest.py [-n 20000] [--devices 60] [--batch-max 2000]
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import time
 import uuid
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import psycopg
+from ceiling import c_publish, raw_ceiling
 
 from eldercare.broker import free_port, start_mosquitto, stop
 from gateway import (
@@ -34,7 +36,6 @@ from gateway import (
     SmokeTelemetry,
     encode_message,
 )
-from gateway.mqtt import connect_properties, make_client
 from ingest.batch import Inbound, build_batch
 from ingest.db import BatchWriter, connect
 from ingest.migrate import StorageMode, apply_migrations
@@ -76,52 +77,12 @@ def make_stream(n: int, devices: int, prefix: str) -> tuple[Fleet, list[tuple[st
                 device_id=d.id, type=d.type, seq=seq, ts=ts, smoke_db_m=0.0, temp_c=21.0
             )
         else:  # a short resting window (contract §1: one short window every 60 s at rest)
-            accel = tuple((rng.gauss(0, 0.01), rng.gauss(0, 0.01), 1.0) for _ in range(10))
+            accel = tuple((rng.gauss(0, 0.01), rng.gauss(0, 0.01), 1.0) for _ in range(100))
             msg = CaneTelemetry(
                 device_id=d.id, type=d.type, seq=seq, ts=ts, rate_hz=50, accel_g=accel
             )
         out.append(encode_message(msg, prefix))
     return fleet, out
-
-
-def publish_all(url_port: int, stream: list[tuple[str, bytes]]) -> float:
-    """Publish QoS 1 as fast as the broker acknowledges; returns the start time."""
-    client = make_client(f"bench-pub-{uuid.uuid4().hex[:6]}")
-    client.max_inflight_messages_set(1000)  # far below paho's 65,535 message ids
-    client.max_queued_messages_set(0)
-    client.connect("127.0.0.1", url_port)
-    client.loop_start()
-    started = time.perf_counter()
-    infos = [client.publish(t, p, qos=1) for t, p in stream]
-    for info in infos:
-        info.wait_for_publish(120)
-    client.disconnect()
-    client.loop_stop()
-    return started
-
-
-def raw_ceiling(port: int, stream: list[tuple[str, bytes]], prefix: str) -> float:
-    done = threading.Event()
-    count = [0]
-    last = [0.0]
-
-    def on_message(c: paho.Client, u: object, m: paho.MQTTMessage) -> None:
-        count[0] += 1
-        if count[0] == len(stream):
-            last[0] = time.perf_counter()
-            done.set()
-
-    sub = make_client(f"bench-sub-{uuid.uuid4().hex[:6]}")
-    sub.on_message = on_message
-    sub.connect("127.0.0.1", port, properties=connect_properties(receive_maximum=4000))
-    sub.subscribe(f"$share/raw/{prefix}eldercare/v1/devices/+/+", qos=1)
-    sub.loop_start()
-    time.sleep(0.5)
-    started = publish_all(port, stream)
-    done.wait(300)
-    sub.disconnect()
-    sub.loop_stop()
-    return len(stream) / (last[0] - started)
 
 
 def run_ingest(
@@ -145,7 +106,7 @@ def run_ingest(
     thread = threading.Thread(target=service.run, args=(stop_event,), daemon=True)
     thread.start()
     assert service.wait_subscribed(30)
-    started = publish_all(port, stream)
+    started, _ = c_publish(port, stream)
     stored = service.metrics.stored
     while sum(
         stored.labels(k)._value.get()
@@ -200,7 +161,7 @@ def schema(base: str, fleet: Fleet) -> tuple[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20000)
-    parser.add_argument("--devices", type=int, default=300)
+    parser.add_argument("--devices", type=int, default=60)
     parser.add_argument("--batch-max", type=int, default=2000)
     parser.add_argument("--write-method", default="copy", choices=["copy", "unnest"])
     args = parser.parse_args()
@@ -209,7 +170,7 @@ def main() -> None:
     schemas = []
     try:
         fleet, stream = make_stream(args.n, args.devices, "bench/")
-        raw = raw_ceiling(port, stream, "bench/")
+        raw = raw_ceiling(port, stream)
         name, url = schema(DATABASE_URL, fleet)
         schemas.append(name)
         ingest = run_ingest(
@@ -220,9 +181,9 @@ def main() -> None:
         decode_rate, copy_rate = bare_copy(url2, stream, args.batch_max, "bench/")
         assert copy_rate > 0
         print(f"messages            {args.n} ({args.devices} devices: band, smoke, cane)")
-        print(f"raw QoS 1 ceiling   {raw:10.0f} msg/s  (publisher -> mosquitto -> counter)")
-        print(f"ingest              {ingest:10.0f} msg/s  (published -> committed, zero loss)")
-        print(f"ingest / raw        {ingest / raw:10.2f}")
+        print(f"raw QoS 1 ceiling   {raw:10.0f} msg/s  (C publishers -> mosquitto -> C subscriber)")
+        print(f"ingest              {ingest:10.0f} msg/s  (C publishers -> committed, zero loss)")
+        print(f"ingest / raw C->C   {ingest / raw:10.2f}")
         print(f"decode only         {decode_rate:10.0f} msg/s  (gateway.decode + batching)")
         print(f"bare COPY + commit  {copy_rate:10.0f} rows/s (batches of {args.batch_max})")
     finally:

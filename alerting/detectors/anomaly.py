@@ -137,7 +137,7 @@ class AnomalyDetector:
 
     def learn(self, elder_id: str, ts: int, hr_bpm: float, steps: float) -> None:
         """Add a stored historical sample (baseline) without checking it."""
-        self._elders.setdefault(elder_id, _Elder()).append(_row(ts, hr_bpm, steps))
+        self._elder(elder_id).append(_row(ts, hr_bpm, steps))
 
     def on_sample(
         self, elder_id: str, device_id: str, ts: int, hr_bpm: float, steps: float
@@ -200,7 +200,7 @@ class AnomalyDetector:
         returns the forests replaced on the way (still needed to score their samples)."""
         retired: list[int] = []
         for p in batch:
-            elder = self._elders.setdefault(p.elder_id, _Elder())
+            elder = self._elder(p.elder_id)
             if not _extreme(p.hr_bpm) and elder.forest is not None:
                 p.forest = elder.forest
                 # IsolationForest does not extrapolate well beyond the range it saw, so a
@@ -215,6 +215,12 @@ class AnomalyDetector:
                     retired.append(elder.forest)
                 elder.forest = self._fit(elder)
         return retired
+
+    def _elder(self, elder_id: str) -> _Elder:
+        elder = self._elders.get(elder_id)
+        if elder is None:
+            elder = self._elders[elder_id] = _Elder()
+        return elder
 
     def _fit(self, elder: _Elder) -> int:
         model = IsolationForest(

@@ -1,0 +1,210 @@
+"""Alerting throughput per message kind against the raw C->C QoS 1 ceiling, in one run.
+
+For each kind (band fixes with heart rate, 2 s cane windows at 50 Hz, band events) prints: the
+raw ceiling of the same payloads (C publishers -> Mosquitto with the shipped config -> C
+subscriber, bench/ceiling.py), the alerting service draining them (C publishers -> Mosquitto ->
+alerting, from the first publish until the service has handled the last), and the ratio.
+Every band has a fitted anomaly model before the timed part, as in steady operation.
+
+Usage: python bench/bench_alerting.py [--bands 200] [--per-device 200] [--canes 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from ceiling import Stream, c_publish, raw_ceiling
+
+from alerting.service import AlertingService
+from alerting.settings import AlertingSettings
+from eldercare.broker import free_port, start_mosquitto, stop
+from gateway import (
+    BandTelemetry,
+    CaneTelemetry,
+    CareCenter,
+    Device,
+    DeviceType,
+    Elder,
+    Event,
+    Fleet,
+    encode_message,
+)
+from ingest.migrate import apply_migrations
+from ingest.registry import import_fleet
+from ingest.settings import DEFAULT_DATABASE_URL
+
+DATABASE_URL = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+PREFIX = "benchalert/"
+HOME = (39.93, 116.37)
+
+
+def make_fleet(bands: int, canes: int) -> Fleet:
+    elders = tuple(Elder(f"el-a{i}", "x", HOME[0], HOME[1]) for i in range(max(bands, canes)))
+    devices = [Device(f"band-a{i:05d}", DeviceType.BAND, f"el-a{i}") for i in range(bands)]
+    devices += [Device(f"cane-a{i:05d}", DeviceType.CANE, f"el-a{i}") for i in range(canes)]
+    return Fleet((CareCenter("cc-a", "x", HOME[0], HOME[1]),), elders, tuple(devices))
+
+
+def fixes(fleet: Fleet, per_device: int, seq0: int, ts0: int, rng: random.Random) -> Stream:
+    bands = [d for d in fleet.devices if d.type is DeviceType.BAND]
+    out = []
+    for k in range(per_device):
+        for d in bands:
+            fix = BandTelemetry(
+                device_id=d.id,
+                type=d.type,
+                seq=seq0 + k,
+                ts=ts0 + k * 1000,
+                battery_pct=80.0,
+                lat=HOME[0] + rng.uniform(-1e-4, 1e-4),
+                lon=HOME[1] + rng.uniform(-1e-4, 1e-4),
+                hacc_m=8.0,
+                hr_bpm=int(rng.gauss(72, 5)),
+                steps=rng.randint(0, 30),
+                worn=True,
+            )
+            out.append(encode_message(fix, PREFIX))
+    return out
+
+
+def windows(fleet: Fleet, per_device: int, ts0: int, rng: random.Random) -> Stream:
+    """2 s windows at 50 Hz (100 samples), a walking cane's rhythm."""
+    canes = [d for d in fleet.devices if d.type is DeviceType.CANE]
+    out = []
+    for k in range(per_device):
+        for d in canes:
+            accel = tuple(
+                (
+                    round(rng.gauss(0, 0.05), 3),
+                    round(0.2 * math.sin(i / 5), 3),
+                    round(1 + rng.gauss(0, 0.05), 3),
+                )
+                for i in range(100)
+            )
+            window = CaneTelemetry(
+                device_id=d.id, type=d.type, seq=k, ts=ts0 + k * 2000, rate_hz=50, accel_g=accel
+            )
+            out.append(encode_message(window, PREFIX))
+    return out
+
+
+def events(fleet: Fleet, per_device: int, seq0: int, ts0: int) -> Stream:
+    bands = [d for d in fleet.devices if d.type is DeviceType.BAND]
+    return [
+        encode_message(
+            Event(
+                device_id=d.id,
+                type=d.type,
+                seq=seq0 + k,
+                ts=ts0 + k * 1000 + 500,
+                event="worn" if k % 2 else "removed",
+            ),
+            PREFIX,
+        )
+        for k in range(per_device)
+        for d in bands
+    ]
+
+
+def drain(port: int, service: AlertingService, stream: Stream) -> float:
+    """Messages/s from the first C publish until the service has handled the last."""
+    target = service.stats.received + len(stream)
+    assert service.engine is not None
+    started, _ = c_publish(port, stream)
+    while service.stats.received < target or service.engine.anomaly.pending():
+        time.sleep(0.002)
+    return len(stream) / (time.perf_counter() - started)
+
+
+def warm(service: AlertingService, fleet: Fleet, port: int, ts0: int, rng: random.Random) -> None:
+    """Give every band a history and a fitted forest (a live fix after 250 learned samples)."""
+    assert service.engine is not None
+    bands = [d for d in fleet.devices if d.type is DeviceType.BAND]
+    for d in bands:
+        for k in range(250):
+            ts = ts0 - (250 - k) * 60_000
+            service.engine.anomaly.learn(d.elder_id, ts, rng.gauss(72, 5), rng.randint(0, 30))
+    drain(port, service, fixes(fleet, 1, 0, ts0, rng))
+    while len(service.engine.anomaly.pool) < len(bands):  # the old service has no pool
+        time.sleep(0.01)
+
+
+def schema(fleet: Fleet) -> tuple[str, str]:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    url = f"{DATABASE_URL}{'&' if '?' in DATABASE_URL else '?'}options=-csearch_path%3D{name}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        apply_migrations(conn)
+    with psycopg.connect(url) as conn:
+        import_fleet(conn, fleet)
+        conn.commit()
+    return name, url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bands", type=int, default=200)
+    parser.add_argument("--per-device", type=int, default=200, help="fixes per band")
+    parser.add_argument("--canes", type=int, default=100)
+    parser.add_argument("--windows", type=int, default=100, help="windows per cane")
+    args = parser.parse_args()
+    rng = random.Random(1)
+    fleet = make_fleet(args.bands, args.canes)
+    now = int(time.time() * 1000)
+    ts0 = now - 4 * 3_600_000
+    kinds = {
+        "band fixes (hr)": fixes(fleet, args.per_device, 1, ts0 + 60_000, rng),
+        "cane windows 2 s": windows(fleet, args.windows, ts0, rng),
+        "band events": events(fleet, args.per_device, 100_000, ts0 + 60_000),
+    }
+    port = free_port()
+    broker = start_mosquitto(port, Path(tempfile.mkdtemp(prefix="bench-mosq-")))
+    name, url = schema(fleet)
+    stop_event = threading.Event()
+    try:
+        raw: dict[str, float] = {}
+        for kind, stream in kinds.items():
+            raw[kind] = raw_ceiling(port, stream)
+        settings = AlertingSettings(
+            database_url=url,
+            mqtt_url=f"mqtt://127.0.0.1:{port}",
+            topic_prefix=PREFIX,
+            client_id=f"bench-alerting-{uuid.uuid4().hex[:6]}",
+            share_group="",
+            standby=False,
+            metrics_port=None,
+        )
+        service = AlertingService(settings)
+        thread = threading.Thread(target=service.run, args=(stop_event,), daemon=True)
+        thread.start()
+        assert service.ready.wait(120), "alerting did not become ready"
+        warm(service, fleet, port, ts0, rng)
+        print(f"devices             {args.bands} bands, {args.canes} canes")
+        print(f"{'kind':20s} {'messages':>9s} {'raw C->C':>10s} {'alerting':>10s} {'ratio':>6s}")
+        for kind, stream in kinds.items():
+            rate = drain(port, service, stream)
+            print(
+                f"{kind:20s} {len(stream):9d} {raw[kind]:10.0f} {rate:10.0f}"
+                f" {rate / raw[kind]:6.2f}"
+            )
+        print("ratio: alerting msg/s / raw QoS 1 ceiling (C publishers -> broker -> C subscriber)")
+        assert service.stats.errors == 0 and service.stats.invalid == 0, service.stats
+    finally:
+        stop_event.set()
+        stop(broker)
+        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
 import subprocess
 import threading
@@ -10,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import paho.mqtt.client as paho
 import psycopg
@@ -164,9 +167,13 @@ def wait_for(predicate: object, timeout_s: float = 30, every_s: float = 0.2) -> 
     return False
 
 
-@pytest.fixture(scope="session")
-def pglite_url() -> Iterator[str]:
-    """PostgreSQL 17 + TimescaleDB (WebAssembly) over the wire protocol, on a free port."""
+_PGLITE: dict[str, str] = {}
+
+
+def _start_pglite() -> str:
+    """Start the shared WebAssembly server once per test session; stopped at exit."""
+    if "url" in _PGLITE:
+        return _PGLITE["url"]
     if not (PGLITE_DIR / "node_modules" / "@unni-craftsman" / "pglite").is_dir():
         pytest.fail("run `npm ci --prefix .ci/pglite` first: .ci/pglite/node_modules is missing")
     node = shutil.which("node")
@@ -191,9 +198,30 @@ def pglite_url() -> Iterator[str]:
                 out = proc.stdout.read().decode() if proc.stdout else ""
                 pytest.fail(f"pglite server did not start: {out[-2000:]}")
             time.sleep(0.3)
-    yield url
-    proc.terminate()
+    atexit.register(lambda: (proc.terminate(), proc.wait(10)))
+    _PGLITE["url"] = url
+    return url
+
+
+@pytest.fixture
+def pglite_url() -> Iterator[str]:
+    """A TimescaleDB server for one test.
+
+    With $TIMESCALEDB_TEST_URL (a native TimescaleDB server, any database on it), each test
+    gets a database of its own, created and dropped here: the extension and its catalog are
+    per database, so one test's hypertables never meet another's. Without it, the shared
+    PostgreSQL 17 + TimescaleDB WebAssembly build (one database for the whole session).
+    """
+    real = os.environ.get("TIMESCALEDB_TEST_URL")
+    if not real:
+        yield _start_pglite()
+        return
+    name = f"ts_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(real, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(real)
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(real, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

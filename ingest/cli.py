@@ -168,6 +168,7 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     dead.add_argument("--json", action="store_true", help="one JSON object per line")
     dead.set_defaults(handler=_dead_letters)
     _add_backup_commands(db_sub)
+    _add_roles_command(db_sub)
 
     registry = sub.add_parser("registry", help="the device registry")
     reg_sub = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
@@ -247,3 +248,27 @@ def timescale_jobs(conn: Any) -> list[tuple[Any, ...]]:
         " WHERE s.last_run_status = 'Failed' OR s.next_start < now() - interval '1 hour'"
     ).fetchall()
     return rows
+
+
+def _roles(args: argparse.Namespace) -> int:
+    import os
+
+    from ingest.roles import apply_roles, passwords_from
+
+    with connect(_settings().database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT current_schema()").fetchone()
+        schema = args.schema or (str(row[0]) if row else "public")
+        made = apply_roles(conn, schema, prefix=args.prefix, passwords=passwords_from(os.environ))
+    print(f"schema {schema}: " + ", ".join(made))
+    return 0
+
+
+def _add_roles_command(db_sub: argparse._SubParsersAction[Any]) -> None:
+    roles = db_sub.add_parser(
+        "roles",
+        help="least-privilege group roles per service (and LOGIN users for"
+        " ELDERCARE_DB_PASSWORD_<SERVICE>[_FILE]); re-run after every migrate",
+    )
+    roles.add_argument("--schema", help="the platform's schema (default: the current one)")
+    roles.add_argument("--prefix", default="eldercare_", help="role name prefix")
+    roles.set_defaults(handler=_roles)

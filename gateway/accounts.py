@@ -47,6 +47,10 @@ def account_for(kind: AccountKind, subject: str) -> str:
         return check_device_id(subject)
     if kind is AccountKind.SERVICE:
         return service_username(subject)
+    if kind is AccountKind.HUB:
+        # A home hub's account is named after its elder (the home); `_` keeps it outside the
+        # device id pattern (contract §1).
+        return f"hub_{subject}"
     return f"center_{subject}"
 
 
@@ -57,7 +61,11 @@ def issue_account(conn: Conn, kind: AccountKind, subject: str) -> Credential:
         CredentialError: a device that is not registered, or a care centre that is not.
     """
     username = account_for(kind, subject)
-    table = {AccountKind.DEVICE: "devices", AccountKind.CENTER: "care_centers"}.get(kind)
+    table = {
+        AccountKind.DEVICE: "devices",
+        AccountKind.CENTER: "care_centers",
+        AccountKind.HUB: "elders",
+    }.get(kind)
     if table is not None:
         found = conn.execute(f"SELECT 1 FROM {table} WHERE id = %s", (subject,)).fetchone()
         if found is None:
@@ -85,7 +93,14 @@ def revoke_account(conn: Conn, kind: AccountKind, subject: str) -> bool:
 def active_accounts(conn: Conn) -> list[Account]:
     """Every account the broker should accept right now."""
     rows = conn.execute(_ACTIVE_SQL).fetchall()
-    return [Account(u, AccountKind(k), s, h) for u, k, s, h in rows]
+    homes: dict[str, list[str]] = {}
+    if any(k == AccountKind.HUB.value for _, k, _, _ in rows):
+        for device_id, elder_id in conn.execute("SELECT id, elder_id FROM devices ORDER BY id"):
+            homes.setdefault(elder_id, []).append(device_id)
+    return [
+        Account(u, AccountKind(k), s, h, tuple(homes.get(s, ())) if k == "hub" else ())
+        for u, k, s, h in rows
+    ]
 
 
 def write_atomically(path: Path, text: str, mode: int = 0o600) -> bool:

@@ -35,6 +35,7 @@ class AccountKind(StrEnum):
     DEVICE = "device"
     SERVICE = "service"
     CENTER = "center"
+    HUB = "hub"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +47,14 @@ class Account:
         kind: device, service or care-centre account.
         subject: the device id, the service name or the care-centre id.
         password_hash: the `$7$` PBKDF2-SHA512 hash (gateway.credentials).
+        devices: for a home hub (subject: the elder id), the devices registered to that elder.
     """
 
     username: str
     kind: AccountKind
     subject: str
     password_hash: str
+    devices: tuple[str, ...] = ()
 
 
 # What each platform service may do, topics relative to `{prefix}eldercare/v1/`.
@@ -59,10 +62,9 @@ class Account:
 _SERVICE_RIGHTS: dict[str, tuple[tuple[str, str], ...]] = {
     "ingest": (("read", "devices/+/+"),),
     "alerting": (("read", "devices/+/+"), ("readwrite", "alerts/+")),
-    "dashboard": (("read", "devices/+/+"), ("readwrite", "alerts/+")),
+    "dashboard": (("read", "devices/+/+"), ("readwrite", "alerts/+"), ("read", "hubs/+/status")),
     "dispatch": (("read", "alerts/+"),),
     "simulator": (("write", "devices/+/+"), ("read", "alerts/+")),
-    "hub": (("write", "devices/+/+"),),
 }
 
 
@@ -78,6 +80,15 @@ def account_rules(account: Account, prefix: str = "") -> list[str]:
         return [f"topic write {root}/devices/{account.subject}/{c.value}" for c in Channel]
     if account.kind is AccountKind.CENTER:
         return [f"topic read {root}/alerts/{account.subject}"]
+    if account.kind is AccountKind.HUB:
+        # A home hub speaks for exactly the devices registered to its elder, and reports
+        # itself on its own status topic (gateway.hub).
+        own = [f"topic write {root}/hubs/{account.subject}/status"]
+        return own + [
+            f"topic write {root}/devices/{d}/{c.value}"
+            for d in sorted(account.devices)
+            for c in Channel
+        ]
     rights = _SERVICE_RIGHTS.get(account.subject, ())
     return [f"topic {access} {root}/{rel}" for access, rel in rights]
 

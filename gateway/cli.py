@@ -1,4 +1,4 @@
-"""Subcommands contributed by `gateway`: `gateway creds|acl|certs|broker-config`."""
+"""Subcommands contributed by `gateway`: `gateway creds|acl|certs|broker-config|hub`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ def _kind(args: argparse.Namespace) -> AccountKind:
         return AccountKind.SERVICE
     if args.center:
         return AccountKind.CENTER
+    if args.hub:
+        return AccountKind.HUB
     return AccountKind.DEVICE
 
 
@@ -152,6 +155,7 @@ def _add_creds(gw: argparse._SubParsersAction[Any]) -> None:
     who = creds.add_mutually_exclusive_group()
     who.add_argument("--service", action="store_true", help="a platform service account")
     who.add_argument("--center", action="store_true", help="a care centre's alert account")
+    who.add_argument("--hub", action="store_true", help="a home hub's account (SUBJECT: elder id)")
     creds.add_argument("--json", action="store_true", help="print one line of JSON")
     creds.add_argument("--out", type=Path, help="write the JSON to this file (mode 0600)")
     creds.add_argument("--host", default="127.0.0.1", help="broker host for the QR line")
@@ -192,3 +196,40 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     gw = p.add_subparsers(dest="gateway_command", required=True, metavar="SUBCOMMAND")
     _add_creds(gw)
     _add_broker(gw)
+    _add_hub(gw)
+
+
+def _hub(args: argparse.Namespace) -> int:
+    import signal
+
+    from gateway.hub import Hub, HubSettings
+
+    given = {
+        "hub_id": args.hub_id,
+        "local_url": args.local_url,
+        "upstream_url": args.upstream_url,
+        "queue_path": args.queue,
+        "max_queue_bytes": args.max_queue_bytes,
+        "local_prefix": args.local_prefix,
+        "upstream_prefix": args.upstream_prefix,
+        "status_interval_s": args.status_interval,
+    }
+    settings = HubSettings(**{k: v for k, v in given.items() if v is not None})
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    Hub(settings).run(stop)
+    return 0
+
+
+def _add_hub(gw: argparse._SubParsersAction[Any]) -> None:
+    hub = gw.add_parser("hub", help="the home hub: local devices upstream through a disk queue")
+    hub.add_argument("--hub-id", help="the elder (home) it speaks for (HUB_HUB_ID)")
+    hub.add_argument("--local-url", help="the home's broker (HUB_LOCAL_URL)")
+    hub.add_argument("--upstream-url", help="the platform broker, no password (HUB_UPSTREAM_URL)")
+    hub.add_argument("--queue", type=Path, help="the SQLite queue file (HUB_QUEUE_PATH)")
+    hub.add_argument("--max-queue-bytes", type=int, help="storage bound (HUB_MAX_QUEUE_BYTES)")
+    hub.add_argument("--local-prefix", help="topic prefix on the home's broker")
+    hub.add_argument("--upstream-prefix", help="topic prefix on the platform broker")
+    hub.add_argument("--status-interval", type=float, help="seconds between status reports")
+    hub.set_defaults(handler=_hub)

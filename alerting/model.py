@@ -29,6 +29,12 @@ class Trigger:
         lon: see `lat`.
         event_seq: `seq` of the triggering message: with `device_id` and `event_ts` its
             identity (contract §1); None when no message triggered it.
+        episode_ts: for a condition (smoke, wandering, a silence, a low battery, inactivity,
+            an anomaly), when it began, ms on the time base its detector runs on; every
+            trigger of one episode carries the same start, and the detector starts a new one
+            once the condition clears. None for discrete events (an SOS press, a fall), each
+            of which deserves its own alert. Once a person closed the alert of an episode,
+            further triggers of it raise nothing (see `store.raise_alert`).
     """
 
     kind: AlertKind
@@ -39,6 +45,7 @@ class Trigger:
     lat: float | None = None
     lon: float | None = None
     event_seq: int | None = None
+    episode_ts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

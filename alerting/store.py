@@ -9,7 +9,14 @@ from typing import Any
 
 import psycopg
 
-from alerting.lifecycle import ACTIVE, ALLOWED_FROM, WEARER_CANCELLABLE, AlertRow, TransitionError
+from alerting.lifecycle import (
+    ACTIVE,
+    ALLOWED_FROM,
+    CLOSED,
+    WEARER_CANCELLABLE,
+    AlertRow,
+    TransitionError,
+)
 from alerting.model import Raise, severity_rank
 from gateway.contract import AlertKind, AlertStatus, Severity
 from gateway.geo import distance_m
@@ -31,6 +38,10 @@ _A_COLUMNS = (
     " a.event_seq, a.trigger_count"
 )
 _ACTIVE = [s.value for s in ACTIVE]
+_CLOSED = [s.value for s in CLOSED]
+# Triggers raise_alert suppressed in this process, by reason (message_replayed,
+# condition_covered, closed_episode).
+SUPPRESSED: dict[str, int] = {}
 # How long a message identity stays on record against replays: a restart's catch-up, the
 # broker's session expiry and a gateway's buffer all fall well inside a day.
 IDENTITY_WINDOW_MS = 24 * 3600 * 1000
@@ -115,9 +126,13 @@ def raise_alert(
         (alert, created, changed) where `changed` says a refresh changed what staff see
         (severity up, or a move of more than `MOVED_M`), or None when the trigger is
         suppressed: the message that caused it (same device, `ts` and `seq`) already raised
-        an alert of this kind within `IDENTITY_WINDOW_MS`, or, for a condition found on a
+        an alert of this kind within `IDENTITY_WINDOW_MS`; for a condition found on a
         clock tick (a device's silence, an elder's inactivity), an alert of it was raised
-        after the condition began. Each suppression is logged at WARNING.
+        after the condition began; or the trigger's episode (`Trigger.episode_ts`) already
+        raised an alert of this device and kind that was closed, so staff are not paged
+        again while the condition they dealt with lasts (the detector starts a new episode
+        once it clears). An active alert is always refreshed. Each suppression is logged at
+        WARNING and counted in `SUPPRESSED`.
     """
     trig = action.trigger
     with conn.transaction():
@@ -127,6 +142,23 @@ def raise_alert(
             if active is not None:
                 return _refresh(conn, active, action, locate, now_ms)
             covered = _raised_for_condition(conn, action, now_ms)
+            if covered is None:
+                covered = _closed_episode(conn, action)
+                if covered is not None:
+                    _count("closed_episode")
+                    logger.warning(
+                        "suppressed %s trigger of %s (episode since %d): its alert %s was"
+                        " closed while the condition lasts",
+                        trig.kind.value,
+                        trig.device_id,
+                        trig.episode_ts,
+                        covered,
+                    )
+                    return None
+            else:
+                _count("condition_covered")
+        else:
+            _count("message_replayed")
         if covered is not None:
             logger.warning(
                 "suppressed %s trigger of %s (ts=%d seq=%s): already raised as %s",
@@ -192,6 +224,23 @@ def _raised_for_condition(conn: Conn, action: Raise, now_ms: int) -> str | None:
     return str(row[0]) if row else None
 
 
+def _closed_episode(conn: Conn, action: Raise) -> str | None:
+    """The closed alert this trigger's episode (device, kind, start) already raised, if any."""
+    trig = action.trigger
+    if trig.episode_ts is None:
+        return None
+    row = conn.execute(
+        "SELECT alert_id FROM alerts WHERE device_id = %s AND kind = %s AND episode_ts = %s"
+        " AND elder_id = %s AND status = ANY(%s) ORDER BY raised_ts DESC LIMIT 1",
+        (trig.device_id, trig.kind.value, trig.episode_ts, action.elder_id, _CLOSED),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def _count(reason: str) -> None:
+    SUPPRESSED[reason] = SUPPRESSED.get(reason, 0) + 1
+
+
 def _lock_active(conn: Conn, elder_id: str, kind: AlertKind) -> AlertRow | None:
     row = conn.execute(
         f"SELECT {COLUMNS} FROM alerts WHERE elder_id = %s AND kind = %s"
@@ -209,9 +258,9 @@ def _insert(
     inserted = conn.execute(
         "INSERT INTO alerts (alert_id, kind, severity, status, elder_id, device_id, center_id,"
         " distance_m, in_coverage, over_capacity, lat, lon, event_ts, raised_ts, updated_ts,"
-        " reason, routed_ts, tried_centers, last_event_ts, event_seq)"
+        " reason, routed_ts, tried_centers, last_event_ts, event_seq, episode_ts)"
         " VALUES (%s, %s, %s, 'open', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-        " %s, %s, %s)"
+        " %s, %s, %s, %s)"
         " ON CONFLICT (elder_id, kind) WHERE status IN ('open', 'acknowledged', 'escalated')"
         f" DO NOTHING RETURNING {COLUMNS}",
         (
@@ -234,6 +283,7 @@ def _insert(
             [center_id],
             trig.event_ts,
             trig.event_seq,
+            trig.episode_ts,
         ),
     ).fetchone()
     return row_to_alert(inserted) if inserted else None
@@ -250,7 +300,12 @@ def _refresh(
     row = conn.execute(
         "UPDATE alerts SET severity = %s, lat = %s, lon = %s, distance_m = %s, in_coverage = %s,"
         " reason = %s, updated_ts = %s, last_event_ts = greatest(last_event_ts, %s),"
-        f" trigger_count = trigger_count + 1 WHERE alert_id = %s RETURNING {COLUMNS}",
+        " trigger_count = trigger_count + 1,"
+        # The episode its own device is in now (a restart's detector starts a new one):
+        # what a person closing it dealt with.
+        " episode_ts = CASE WHEN device_id = %s THEN coalesce(%s, episode_ts)"
+        "   ELSE episode_ts END"
+        f" WHERE alert_id = %s RETURNING {COLUMNS}",
         (
             severity.value,
             action.lat,
@@ -260,6 +315,8 @@ def _refresh(
             trig.reason,
             now_ms,
             trig.event_ts,
+            trig.device_id,
+            trig.episode_ts,
             alert.alert_id,
         ),
     ).fetchone()

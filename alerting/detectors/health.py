@@ -123,7 +123,7 @@ class HealthDetector:
         severity = _OFFLINE_SEVERITY.get(
             self._types.get(device_id, DeviceType.BAND), Severity.MEDIUM
         )
-        return Trigger(AlertKind.DEVICE_OFFLINE, severity, device_id, ts, reason)
+        return Trigger(AlertKind.DEVICE_OFFLINE, severity, device_id, ts, reason, episode_ts=ts)
 
     def _battery(self, message: Message, received_ms: int) -> list[Finding]:
         device_id = message.device_id
@@ -133,7 +133,12 @@ class HealthDetector:
             self._low.add(device_id)
             return [
                 Trigger(
-                    AlertKind.LOW_BATTERY, Severity.LOW, device_id, ts, "device reports low battery"
+                    AlertKind.LOW_BATTERY,
+                    Severity.LOW,
+                    device_id,
+                    ts,
+                    "device reports low battery",
+                    episode_ts=ts,
                 )
             ]
         pct = message.battery_pct
@@ -142,7 +147,14 @@ class HealthDetector:
         if pct < LOW_BATTERY_PCT and device_id not in self._low:
             self._low.add(device_id)
             return [
-                Trigger(AlertKind.LOW_BATTERY, Severity.LOW, device_id, ts, f"battery {pct:.0f} %")
+                Trigger(
+                    AlertKind.LOW_BATTERY,
+                    Severity.LOW,
+                    device_id,
+                    ts,
+                    f"battery {pct:.0f} %",
+                    episode_ts=ts,
+                )
             ]
         if pct >= RECOVERED_BATTERY_PCT and device_id in self._low:
             self._low.discard(device_id)

@@ -10,6 +10,10 @@ smoke is still there at the end of the verification period. An unverified alert 
 clears (obscuration back under the threshold, the detector's `clear`, or a `hush` at the
 detector) within the verification period is resolved automatically with the outcome
 `nuisance`, before anyone is sent; the family sees it closed.
+
+Every trigger from a crossing until the room is clear again (or the nuisance closed) carries
+that first trigger's time as its episode start (`Trigger.episode_ts`): smoke that stays after
+a person closed its alert does not page again; a room that clears and fills again does.
 """
 
 from __future__ import annotations
@@ -54,6 +58,20 @@ class _Room:
     hushed_until_ts: int = 0
     alerted: bool = False
     unverified_since_ts: int | None = None  # crossing that raised the alert, while unverified
+    episode_ts: int | None = None  # first trigger since the room was last clear
+
+    def rearm(self) -> None:
+        """The room is clear: the next crossing pages again, as a new episode."""
+        self.alerted = False
+        self.episode_ts = None
+
+    def trigger(self, device_id: str, ts: int, reason: str) -> Trigger:
+        """A smoke trigger of the room's current episode (started now if none is running)."""
+        if self.episode_ts is None:
+            self.episode_ts = ts
+        return Trigger(
+            AlertKind.SMOKE, Severity.CRITICAL, device_id, ts, reason, episode_ts=self.episode_ts
+        )
 
 
 class SmokeDetector:
@@ -103,7 +121,7 @@ class SmokeDetector:
             room.device_alarm_ts = None
             room.above_since_ts = None
             room.hushed_until_ts = 0
-            room.alerted = False
+            room.rearm()
             room.unverified_since_ts = None
             return out
         return []
@@ -122,7 +140,7 @@ class SmokeDetector:
             out = self._nuisance(
                 reading.device_id, room, ts, f"obscuration back to {db_m:.3f} dB/m"
             )
-            room.alerted = False  # re-armed: the next crossing pages again
+            room.rearm()  # the next crossing pages again
             return out
         if room.above_since_ts is None:
             room.above_since_ts = ts
@@ -168,7 +186,7 @@ class SmokeDetector:
         room.alerted = True
         room.unverified_since_ts = ts
         reason = f"unverified: {what}; fire not yet confirmed"
-        return [Trigger(AlertKind.SMOKE, Severity.CRITICAL, device_id, ts, reason)]
+        return [room.trigger(device_id, ts, reason)]
 
     @staticmethod
     def _suspect(device_id: str, room: _Room, ts: int, reason: str) -> list[Finding]:
@@ -181,13 +199,13 @@ class SmokeDetector:
             room.unverified_since_ts = ts
         room.alerted = True
         text = f"fire suspected: {reason}"
-        return [Trigger(AlertKind.SMOKE, Severity.CRITICAL, device_id, ts, text)]
+        return [room.trigger(device_id, ts, text)]
 
     @staticmethod
     def _fire(device_id: str, room: _Room, ts: int, reason: str) -> list[Finding]:
         room.alerted = True
         room.unverified_since_ts = None
-        return [Trigger(AlertKind.SMOKE, Severity.CRITICAL, device_id, ts, f"fire: {reason}")]
+        return [room.trigger(device_id, ts, f"fire: {reason}")]
 
     def _nuisance(self, device_id: str, room: _Room, ts: int, what: str) -> list[Finding]:
         since = room.unverified_since_ts
@@ -196,6 +214,6 @@ class SmokeDetector:
         room.unverified_since_ts = None
         if ts - since > self.verify_ms:
             return []  # past the verification period: a person closes it
-        room.alerted = False
+        room.rearm()
         note = f"{NUISANCE_NOTE}: {what} {(ts - since) / 1000:.0f} s after the crossing"
         return [Clear(AlertKind.SMOKE, device_id, ts, AlertStatus.RESOLVED, note)]

@@ -31,10 +31,14 @@ class _Track:
     streak: int = 0
     clear_seen: bool = False  # a fix of the current streak was clear of the GPS noise
     alerted: bool = False
+    since_ts: int = 0  # first fix of the current streak: the episode start
 
 
 class WanderingDetector:
     """Counts consecutive fixes outside the zone; raises sooner when a fix is clearly outside.
+
+    Every trigger of one stay outside carries the time of its first outside fix as the
+    episode start (`Trigger.episode_ts`).
 
     By day two consecutive outside fixes are needed (one of them clear of the GPS noise),
     or three in a row; at night, when wandering people with dementia are most at risk,
@@ -75,6 +79,8 @@ class WanderingDetector:
             track.clear_seen = False
             track.alerted = False
             return []
+        if track.streak == 0:
+            track.since_ts = ts
         track.streak += 1
         clear = beyond_m > self.hacc_factor * hacc_m
         # By day, two in a row of which *any one* is clear: a clear first fix followed by a
@@ -87,4 +93,17 @@ class WanderingDetector:
         track.alerted = True
         severity = Severity.CRITICAL if night else Severity.HIGH
         reason = f"{beyond_m:.0f} m outside the safe zone ({track.streak} fixes, ±{hacc_m:.0f} m)"
-        return [Trigger(AlertKind.WANDERING, severity, device_id, ts, reason, lat, lon)]
+        # One episode per stay outside: every fix of it refreshes the same alert, and once
+        # staff closed it, only a return inside (a fix within the zone) starts a new one.
+        return [
+            Trigger(
+                AlertKind.WANDERING,
+                severity,
+                device_id,
+                ts,
+                reason,
+                lat,
+                lon,
+                episode_ts=track.since_ts,
+            )
+        ]

@@ -37,6 +37,8 @@ _VIEWS = (
 _ALERTS = ("alerts", "alert_transitions", "alert_steps")
 _NOTIFY_CONFIG = ("push_subscriptions", "notify_webhooks", "notify_prefs")
 _NOTIFY_STATE = ("notify_deliveries", "notify_attempts", "notify_cursor", "notify_keys")
+# Every service asks which storage mode the schema is in (ingest.migrate.recorded_mode).
+_META = ("storage_settings", "schema_migrations")
 _DIAGNOSTIC = ("dead_letters", "misdated_messages", "device_last_seen", "retention_settings")
 # Secrets: password hashes, session tokens, MQTT hashes, VAPID private keys, webhook secrets.
 _SECRET = ("users", "user_sessions", "login_attempts", "mqtt_accounts", "notify_keys")
@@ -50,12 +52,14 @@ class Rights:
         read: tables and views it may SELECT.
         append: tables it may INSERT into (and SELECT, for ON CONFLICT and RETURNING).
         write: tables it may SELECT, INSERT, UPDATE and DELETE.
+        update: tables it may SELECT and UPDATE.
         functions: functions it may EXECUTE.
     """
 
     read: tuple[str, ...] = ()
     append: tuple[str, ...] = ()
     write: tuple[str, ...] = ()
+    update: tuple[str, ...] = ()
     functions: tuple[str, ...] = ()
 
 
@@ -69,15 +73,19 @@ RIGHTS: dict[str, Rights] = {
     ),
     # alerting: detectors read the registry and series; alerts, their history and outbox.
     "alerting": Rights(
-        read=(*_REGISTRY, *_SERIES, *_VIEWS, "device_last_seen", "dead_letters", "user_elders"),
-        append=("audit",),
+        read=(*_REGISTRY, *_SERIES, *_VIEWS, "device_last_seen", "user_elders"),
+        append=("audit", "dead_letters"),
         write=_ALERTS,
+        # The dispatch command line puts a centre on or off duty (alerting.dispatch_cli).
+        update=("care_centers",),
     ),
     # dashboard: reads everything it shows, keeps users, sessions, links and preferences;
     # never writes device data.
     "dashboard": Rights(
-        read=(*_SERIES, *_VIEWS, *_DIAGNOSTIC, "notify_deliveries", "notify_attempts"),
+        read=(*_SERIES, *_VIEWS, *_DIAGNOSTIC, "notify_attempts"),
         append=("audit",),
+        # Delivery receipts from the browser (dashboard.queries.notify).
+        update=("notify_deliveries",),
         write=(
             *_REGISTRY,
             *_ALERTS,
@@ -230,9 +238,10 @@ def _apply_service(
     # Start from nothing, so a right the map no longer lists is taken back.
     conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(sid, rid))
     rights = RIGHTS[service]
-    _grant(conn, "SELECT", rights.read, schema, role)
+    _grant(conn, "SELECT", (*_META, *rights.read), schema, role)
     _grant(conn, "SELECT, INSERT", rights.append, schema, role)
     _grant(conn, "SELECT, INSERT, UPDATE, DELETE", rights.write, schema, role)
+    _grant(conn, "SELECT, UPDATE", rights.update, schema, role)
     if rights.append or rights.write:
         conn.execute(
             sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(sid, rid)

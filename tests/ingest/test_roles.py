@@ -5,17 +5,24 @@ prefix and drops its roles afterwards."""
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 from psycopg import errors
+from psycopg.conninfo import make_conninfo
 from pydantic import SecretStr
 
+from ingest.db import dead_letter_counts, row_counts
 from ingest.migrate import apply_migrations
+from ingest.registry import import_fleet
 from ingest.roles import apply_roles, drop_roles, login_name, passwords_from, role_name
 from tests.gateway.auth_broker import cli
+from tests.ingest.conftest import Publisher, make_fleet, running, settings_for
+from tests.ingest.streams import valid_messages, wire
 
 
 @pytest.fixture
@@ -164,6 +171,49 @@ def test_cli_makes_login_users_from_password_files(
             ).fetchone() == (0,)
             # Running it again changes nothing and fails on nothing.
         assert cli(schema_url, "db", "roles", "--prefix", prefix).returncode == 0
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{db_schema}" CASCADE')
+            drop_roles(conn, prefix)
+
+
+def test_ingest_service_runs_under_its_role(
+    database_url: str,
+    schema_url: str,
+    db_schema: str,
+    mqtt_url: str,
+    topic_prefix: str,
+    device_suffix: str,
+) -> None:
+    fleet = make_fleet(device_suffix)
+    prefix = f"t{uuid.uuid4().hex[:8]}_"
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        apply_migrations(conn)
+        import_fleet(conn, fleet)
+        apply_roles(conn, db_schema, prefix=prefix, passwords={"ingest": SecretStr("x")})
+    role_url = make_conninfo(
+        database_url, user=login_name("ingest", prefix), options=f"-csearch_path={db_schema}"
+    )
+    messages = valid_messages(fleet, 10, random.Random(7))
+    # A dead letter too: ingest keeps rejected input (contract §1 "Rejected input").
+    bad = [(f"{topic_prefix}eldercare/v1/devices/nobody-{device_suffix}/events", b"{}")]
+    try:
+        with running(settings_for(role_url, mqtt_url, topic_prefix)):
+            pub = Publisher(mqtt_url)
+            for topic, payload in wire(messages, topic_prefix) + bad:
+                pub.publish(topic, payload)
+            pub.wait()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with psycopg.connect(schema_url) as conn:
+                    counts = row_counts(conn)
+                    dead = dead_letter_counts(conn)
+                if sum(counts.values()) >= len(messages) and dead:
+                    break
+                time.sleep(0.3)
+            pub.client.loop_stop()
+        assert sum(counts.values()) == len(messages), counts
+        assert sum(dead.values()) == 1
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{db_schema}" CASCADE')

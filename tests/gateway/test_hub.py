@@ -4,16 +4,20 @@ and a storage bound that drops only routine telemetry.
 Upstream: a private Mosquitto with the configuration `eldercare gateway broker-config` writes
 (auth and ACLs from the registry in this test's schema). Local: a private anonymous Mosquitto,
 the home's broker, where the devices publish. The hub runs as `eldercare gateway hub` in its
-own process so it can be killed.
+own process so it can be killed. The home's internet link is a TCP relay between the hub and
+the platform broker that the test cuts and restores; the platform keeps running meanwhile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -61,6 +65,61 @@ class Upstream:
         if self.proc is not None:
             stop(self.proc)
             self.proc = None
+
+
+class Link:
+    """The home's internet link: a TCP relay to the platform broker that can be cut (every
+    connection closed, new ones refused) and restored, while the broker keeps running."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.up = True
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.up = False
+        with self.lock:
+            for sock in self.conns:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self.conns = []
+
+    def restore(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self.cut()
+        self.server.close()
 
 
 class Watcher:
@@ -191,6 +250,7 @@ def test_outage_with_sigkill_loses_nothing_and_keeps_order(
     dashboard_creds = issue(schema_url, "dashboard", "--service")
     upstream = Upstream(schema_url, tmp_path / "up")
     upstream.start()
+    link = Link(upstream.port)
     local_proc = start_mosquitto(local := free_port(), tmp_path / "local")
     pub = Publisher(f"mqtt://127.0.0.1:{local}")
     ingest_url = (
@@ -217,12 +277,12 @@ def test_outage_with_sigkill_loses_nothing_and_keeps_order(
 
     try:
         with running(settings_for(schema_url, ingest_url, "", session_expiry_s=3600)):
-            hub_cm = _hub(tmp_path, elder, hub_creds, local, upstream.port)
+            hub_cm = _hub(tmp_path, elder, hub_creds, local, link.port)
             hub = hub_cm.__enter__()
             _wait(lambda: bool(status.messages), 60, "hub up")
             send(0, 2)
             _wait(lambda: len(_stored(schema_url, devices)[devices["band"]]) == 4, 60, "live")
-            upstream.stop()  # the uplink is cut
+            link.cut()  # the home's internet link goes down
             send(2, 5)
             nbr = f"eldercare/v1/devices/{devices['neighbour']}/events"
             pub.publish(nbr, json.dumps(_message("button", 0, start_ms)).encode())
@@ -232,9 +292,9 @@ def test_outage_with_sigkill_loses_nothing_and_keeps_order(
             hub.wait(10)
             hub_cm.__exit__(None, None, None)
             send(5, 10)  # the local broker keeps these for the hub's persistent session
-            with _hub(tmp_path, elder, hub_creds, local, upstream.port):
+            with _hub(tmp_path, elder, hub_creds, local, link.port):
                 time.sleep(2.0)
-                upstream.start()  # the link returns
+                link.restore()  # and comes back
                 expected = {d: [] for d in devices.values()}
                 for _, _, device_id, seq in plan:
                     expected[device_id].append(seq)
@@ -242,15 +302,13 @@ def test_outage_with_sigkill_loses_nothing_and_keeps_order(
                 _wait(lambda: _stored(schema_url, devices) == expected, 60, "replay")
                 for kind in ("band", "smoke", "button"):
                     assert _first_seen(watcher, devices[kind]) == expected[devices[kind]]
-                status = Watcher(
-                    upstream.port, dashboard_creds, f"eldercare/v1/hubs/{elder}/status"
-                )
-                _wait(lambda: any(b.get("refused") == 1 and b["queue_depth"] == 0
+                _wait(lambda: any(b.get("refused") == 1 and b.get("queue_depth") == 0
                                   for _, b in status.messages), 10, "status")  # fmt: skip
     finally:
         watcher.close()
         status.close()
         pub.client.loop_stop()
+        link.close()
         upstream.stop()
         stop(local_proc)
     print(f"stored once, in order: {sum(len(v) for v in expected.values())} messages")
@@ -265,6 +323,7 @@ def test_low_storage_bound_drops_only_routine_telemetry(
     dashboard_creds = issue(schema_url, "dashboard", "--service")
     upstream = Upstream(schema_url, tmp_path / "up")
     upstream.start()
+    link = Link(upstream.port)
     local_proc = start_mosquitto(local := free_port(), tmp_path / "local")
     pub = Publisher(f"mqtt://127.0.0.1:{local}")
     watcher = Watcher(
@@ -272,10 +331,10 @@ def test_low_storage_bound_drops_only_routine_telemetry(
     )
     start_ms = int(time.time() * 1000) - 10 * MINUTE_MS
     try:
-        with _hub(tmp_path, elder, hub_creds, local, upstream.port, max_queue_bytes="3000"):
+        with _hub(tmp_path, elder, hub_creds, local, link.port, max_queue_bytes="3000"):
             status_topic = f"eldercare/v1/hubs/{elder}/status"
             _wait(lambda: any(t == status_topic for t, _ in watcher.messages), 60, "hub up")
-            upstream.stop()
+            link.cut()
             band, btn = devices["band"], devices["button"]
             for seq in range(60):
                 ts = start_ms + seq * 5000
@@ -294,7 +353,7 @@ def test_low_storage_bound_drops_only_routine_telemetry(
                     pub.publish(f"eldercare/v1/devices/{btn}/status", json.dumps(status).encode())
             pub.wait()
             time.sleep(2.0)
-            upstream.start()
+            link.restore()
             _wait(lambda: any(t == status_topic and b.get("queue_depth") == 0
                               and b.get("dropped", 0) > 0
                               for t, b in watcher.messages), 60, "drained")  # fmt: skip
@@ -302,6 +361,7 @@ def test_low_storage_bound_drops_only_routine_telemetry(
     finally:
         watcher.close()
         pub.client.loop_stop()
+        link.close()
         upstream.stop()
         stop(local_proc)
     got = [b for t, b in watcher.messages if f"/devices/{band}/" in t]

@@ -117,6 +117,8 @@ def _serve_console(settings: Any, stop: threading.Event) -> None:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # As uvicorn binds: a port whose last connections are in TIME_WAIT is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -103,7 +103,8 @@ def test_up_on_a_bare_machine_runs_on_its_own_database_and_stops_clean(
     proc = _up(env, tmp_path, log, topic_prefix, port)
     try:
         _wait_for(log, r"database embedded", proc, 120)
-        _wait_for(log, r"dispatcher console (http://\S+)/ - demo logins", proc, 120)
+        printed = _wait_for(log, r"dispatcher console (http://\S+)/ - demo logins", proc, 120)
+        assert printed == base
         deadline = time.monotonic() + 240
         while (seen := _alerts_seen_by_console(base)) == 0:
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-4000:]
@@ -120,7 +121,8 @@ def test_up_on_a_bare_machine_runs_on_its_own_database_and_stops_clean(
     log2 = tmp_path / "up2.log"
     proc = _up(env, tmp_path, log2, topic_prefix, port)
     try:
-        _wait_for(log2, r"dispatcher console (http://\S+)/", proc, 120)
+        # The same port again, although the first run's connections may be in TIME_WAIT.
+        assert _wait_for(log2, r"dispatcher console (http://\S+)/", proc, 120) == base
         again = _alerts_seen_by_console(base)
         code = _stop(proc, signal.SIGTERM)
     finally:

@@ -295,10 +295,9 @@ def test_outage_with_sigkill_loses_nothing_and_keeps_order(
             with _hub(tmp_path, elder, hub_creds, local, link.port):
                 time.sleep(2.0)
                 link.restore()  # and comes back
-                expected = {d: [] for d in devices.values()}
-                for _, _, device_id, seq in plan:
+                expected: dict[str, list[int]] = {d: [] for d in devices.values()}
+                for _, _, device_id, seq in sorted(plan, key=lambda p: p[3]):
                     expected[device_id].append(seq)
-                expected = {d: sorted(s) for d, s in expected.items()}
                 _wait(lambda: _stored(schema_url, devices) == expected, 60, "replay")
                 for kind in ("band", "smoke", "button"):
                     assert _first_seen(watcher, devices[kind]) == expected[devices[kind]]

@@ -9,6 +9,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -139,11 +140,11 @@ def test_cli_makes_login_users_from_password_files(
     database_url: str,
     schema_url: str,
     db_schema: str,
-    tmp_path: pytest.TempPathFactory,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}_"
-    secret = tmp_path / "ingest.pw"  # type: ignore[operator]
+    secret = tmp_path / "ingest.pw"
     secret.write_text("s3cret-from-file\n")
     monkeypatch.setenv("ELDERCARE_DB_PASSWORD_INGEST_FILE", str(secret))
     assert (

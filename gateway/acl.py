@@ -152,6 +152,8 @@ def render_conf(
         "max_inflight_messages 4000",
         f"max_queued_messages {MAX_QUEUED_MESSAGES}",
         f"max_queued_bytes {MAX_QUEUED_BYTES}",
+        # QoS 0 telemetry waits for a reconnecting persistent session (mosquitto.conf(5)).
+        "queue_qos0_messages true",
         "set_tcp_nodelay true",
         "persistence true",
         f"persistence_location {d}/",

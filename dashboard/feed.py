@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 CHANNEL = "alert_feed"
 # Notified with the hex SHA-256 of a session's token when it ends (migration 032).
 SESSION_CHANNEL = "session_end"
+# While stopping, tasks not yet ended are cancelled again this often: a cancellation that
+# lands just as a task's wait completes can be lost (asyncio.wait_for of Python 3.11, and any
+# library code that catches CancelledError), and one more cancel ends the task.
+_RECANCEL_S = 0.2
 
 
 @dataclass(eq=False)
@@ -69,6 +73,7 @@ class FeedHub:
         page: int,
         poll_s: float,
         close_wait_s: float = 5.0,
+        listen_wait_s: float = 1.0,
     ) -> None:
         """Args:
         pool: connections for reading events.
@@ -77,6 +82,8 @@ class FeedHub:
         page: events per read.
         poll_s: read at least this often even without a notification.
         close_wait_s: how long a dropped client gets to take its close frame.
+        listen_wait_s: longest wait for a notification before the listener checks whether
+            the feed is stopping (a notification arriving meanwhile stays in the socket).
         """
         self.pool = pool
         self._listen_factory = listen
@@ -84,9 +91,11 @@ class FeedHub:
         self.page = page
         self.poll_s = poll_s
         self.close_wait_s = close_wait_s
+        self.listen_wait_s = listen_wait_s
         self.head = 0
         self.subscribers: set[Subscriber] = set()
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -97,15 +106,33 @@ class FeedHub:
             asyncio.create_task(self._fan_out(), name="feed-fan-out"),
         ]
 
-    async def stop(self) -> None:
-        """Stop both tasks and tell every client to go."""
+    async def stop(self, timeout_s: float = 5.0) -> bool:
+        """Stop both tasks within `timeout_s` and tell every client to go.
+
+        Both tasks also end by themselves once they see the stop flag, and a task whose
+        cancellation was lost is cancelled again, so a stop never waits on one forever.
+
+        Returns:
+            Whether both tasks ended in time (a task still running is logged and left).
+        """
+        self._stopping.set()
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        pending = {task for task in self._tasks if not task.done()}
+        while pending and (left := deadline - loop.time()) > 0:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=min(left, _RECANCEL_S))
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                logger.warning("feed: task %s failed: %r", task.get_name(), task.exception())
         for sub in list(self.subscribers):
             sub.end()
+        if pending:
+            names = sorted(task.get_name() for task in pending)
+            logger.warning("feed: %s still running %.1f s after stop", names, timeout_s)
+        return not pending
 
     def subscribe(self, user: User) -> Subscriber:
         """Register a client: it gets every live event after the current head."""
@@ -137,9 +164,14 @@ class FeedHub:
             return feed_q.events_after(conn, after, self.page)
 
     async def _fan_out(self) -> None:
-        while True:
+        # `asyncio.timeout`, not `asyncio.wait_for`: on Python 3.11, wait_for returns normally
+        # when it is cancelled just after its inner wait completed, losing the cancellation.
+        while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
+            if self._stopping.is_set():
+                return
             self._wake.clear()
             try:
                 await self._drain()
@@ -159,7 +191,7 @@ class FeedHub:
 
     async def _listen(self) -> None:
         backoff_s = 0.5
-        while True:
+        while not self._stopping.is_set():
             try:
                 conn = await self._listen_factory()
                 async with conn:
@@ -167,12 +199,22 @@ class FeedHub:
                     await conn.execute(f"LISTEN {SESSION_CHANNEL}")
                     backoff_s = 0.5
                     self.wake()  # events committed while not listening
-                    async for note in conn.notifies():
-                        if note.channel == SESSION_CHANNEL:
-                            self.end_session(note.payload)
-                        else:
-                            self.wake()
+                    await self._relay(conn)
             except psycopg.Error as exc:
+                if self._stopping.is_set():
+                    return
                 logger.warning("feed: LISTEN connection lost (%s); reconnecting", exc)
-                await asyncio.sleep(backoff_s)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff_s):
+                        await self._stopping.wait()
                 backoff_s = min(backoff_s * 2, 30.0)
+
+    async def _relay(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Hand notifications on until the feed stops, never waiting longer than
+        `listen_wait_s` without looking at the stop flag."""
+        while not self._stopping.is_set():
+            async for note in conn.notifies(timeout=self.listen_wait_s):
+                if note.channel == SESSION_CHANNEL:
+                    self.end_session(note.payload)
+                else:
+                    self.wake()

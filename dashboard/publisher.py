@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 
 from alerting.lifecycle import AlertRow
@@ -32,10 +33,24 @@ class AlertPublisher:
         self.client.connect_async(self.address.host, self.address.port, keepalive=30)
         self.client.loop_start()
 
-    def stop(self) -> None:
-        """Disconnect and stop the network thread."""
+    def stop(self, timeout_s: float = 5.0) -> bool:
+        """Disconnect and stop the network thread, waiting at most `timeout_s`.
+
+        paho's `loop_stop` joins its thread without a timeout, and that thread keeps looping
+        while QoS 1 messages wait for their PUBACK; the join runs in a daemon thread of its
+        own so that a stuck network thread (a daemon too) never holds up the caller.
+
+        Returns:
+            Whether the network thread ended in time.
+        """
         self.client.disconnect()
-        self.client.loop_stop()
+        stopper = threading.Thread(target=self.client.loop_stop, name="mqtt-stop", daemon=True)
+        stopper.start()
+        stopper.join(timeout_s)
+        if stopper.is_alive():
+            logger.warning("MQTT network thread still running %.1f s after stop", timeout_s)
+            return False
+        return True
 
     @property
     def connected(self) -> bool:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
 
+from dashboard.queries.notify import open_alert_elders
 from gateway.contract import OFFLINE_HEARTBEATS
 
 Conn = psycopg.Connection[Any]
@@ -83,3 +84,27 @@ def devices_of_elders(conn: Conn, elder_ids: Sequence[str]) -> list[DeviceView]:
         {"k": OFFLINE_HEARTBEATS, "ids": list(elder_ids)},
     ).fetchall()
     return [_view(r) for r in rows]
+
+
+def without_position(view: DeviceView) -> DeviceView:
+    """The device without its last position (lat, lon and position_ts null)."""
+    return replace(view, lat=None, lon=None, position_ts=None)
+
+
+def for_family(conn: Conn, views: Iterable[DeviceView]) -> list[DeviceView]:
+    """The devices as a family account sees them: an elder's position only while an alert of
+    that elder is active (the rule of the family page, `open_alert_elders`)."""
+    views = list(views)
+    active = open_alert_elders(conn, sorted({v.elder_id for v in views})) if views else set()
+    return [v if v.elder_id in active else without_position(v) for v in views]
+
+
+def family_sees_position(conn: Conn, elder_id: str) -> bool:
+    """Whether a family account may see the elder's position now (an active alert)."""
+    return elder_id in open_alert_elders(conn, [elder_id])
+
+
+def devices_seen(conn: Conn, elder_ids: Sequence[str], *, family: bool) -> list[DeviceView]:
+    """Every device of these elders as the viewer sees it (`for_family` for a family account)."""
+    views = devices_of_elders(conn, elder_ids)
+    return for_family(conn, views) if family else views

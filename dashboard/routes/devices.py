@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
+from dashboard.accounts import Role, User
 from dashboard.deps import Conn, CurrentUser, NowMs
 from dashboard.errors import Responses, errors
 from dashboard.queries import telemetry as tq
-from dashboard.queries.devices import get_device
+from dashboard.queries.devices import family_sees_position, for_family, get_device
 from dashboard.routes.elders import AUTH, DeviceOut
 from ingest.migrate import StorageMode, recorded_mode
 
@@ -71,12 +72,26 @@ def _auto_bucket_s(span_ms: int) -> int:
     return max(1, math.ceil(span_ms / 1000 / AUTO_POINTS))
 
 
+def _hides_position(conn: Conn, user: User, elder_id: str) -> bool:
+    """A family account sees an elder's position only while an alert of that elder is active
+    (as on `/api/v1/family/elders`); dispatchers and admins always see it."""
+    return user.role is Role.FAMILY and not family_sees_position(conn, elder_id)
+
+
+def without_positions(points: list[tq.Point]) -> list[tq.Point]:
+    """The points with `lat` and `lon` null (where they carry them)."""
+    return [{**p, "lat": None, "lon": None} if "lat" in p or "lon" in p else p for p in points]
+
+
 @router.get("/devices/{device_id}", responses={**AUTH, **NOT_VISIBLE})
 def device(device_id: str, conn: Conn, user: CurrentUser) -> DeviceOut:
-    """A device with its online state, battery, last seen and last position."""
+    """A device with its online state, battery, last seen and last position (a family
+    account gets the position only while an alert of the elder is active)."""
     found = get_device(conn, device_id)
     if found is None or not user.sees_elder(found.elder_id):
         raise HTTPException(404, "no such device")
+    if user.role is Role.FAMILY:
+        (found,) = for_family(conn, [found])
     return DeviceOut.of(found)
 
 
@@ -94,7 +109,8 @@ def device_telemetry(
     until_ts: Annotated[int | None, Query(ge=0, le=2**53)] = None,
     bucket_s: Annotated[int | None, Query(ge=1, le=31 * 86_400)] = None,
 ) -> TelemetryOut:
-    """The device's series in time buckets (default: the last 24 h in about 300 buckets)."""
+    """The device's series in time buckets (default: the last 24 h in about 300 buckets);
+    `lat`/`lon` null for a family account unless an alert of the elder is active."""
     found = get_device(conn, device_id)
     if found is None or not user.sees_elder(found.elder_id):
         raise HTTPException(404, "no such device")
@@ -108,6 +124,8 @@ def device_telemetry(
     points = tq.bucketed(
         conn, storage_mode(request, conn), device_id, found.type, since, until, bucket
     )
+    if _hides_position(conn, user, found.elder_id):
+        points = without_positions(points)
     return TelemetryOut(
         device_id=device_id,
         kind=found.type,
@@ -120,7 +138,8 @@ def device_telemetry(
 
 @router.get("/alerts/{alert_id}/telemetry", responses={**AUTH, **NOT_VISIBLE})
 def alert_telemetry(alert_id: str, conn: Conn, user: CurrentUser) -> AlertTelemetryOut:
-    """The raw telemetry around an alert: what the dispatcher checks before acting."""
+    """The raw telemetry around an alert: what the dispatcher checks before acting (`lat`/`lon`
+    null for a family account unless an alert of the elder is active)."""
     ref = tq.alert_ref(conn, alert_id)
     if ref is None or not user.sees_elder(ref.elder_id):
         raise HTTPException(404, "no such alert")
@@ -136,6 +155,8 @@ def alert_telemetry(alert_id: str, conn: Conn, user: CurrentUser) -> AlertTeleme
         series = tq.smoke_curve(conn, ref.device_id, since, until, RAW_LIMIT)
     else:
         series = tq.vitals(conn, ref.elder_id, since, until, RAW_LIMIT)
+    if _hides_position(conn, user, ref.elder_id):
+        series, track = without_positions(series), without_positions(track)
     return AlertTelemetryOut(
         alert_id=ref.alert_id,
         kind=ref.kind,

@@ -13,7 +13,7 @@ from dashboard.deps import Conn, CurrentUser, NowMs
 from dashboard.errors import Responses, errors
 from dashboard.queries import elders as elders_q
 from dashboard.queries import users as users_q
-from dashboard.queries.devices import DeviceView, devices_of_elders
+from dashboard.queries.devices import DeviceView, devices_seen
 from gateway import Family
 from gateway.fleet import hhmm
 
@@ -164,7 +164,9 @@ def elder_card(
         home_lon=elder.home_lon,
         safe_radius_m=elder.safe_radius_m,
         families=[FamilyOut.of(f) for f in elder.families],
-        devices=[DeviceOut.of(d) for d in devices_of_elders(conn, [elder_id])],
+        devices=[
+            DeviceOut.of(d) for d in devices_seen(conn, [elder_id], family=user.role is Role.FAMILY)
+        ],
         access_code=elder.access_code if shows_code else None,
     )
 

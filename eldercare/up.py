@@ -18,6 +18,8 @@ from typing import Any
 
 import psycopg
 
+from alerting.notify.service import Notifier
+from alerting.notify.settings import NotifySettings
 from alerting.service import AlertingService
 from alerting.settings import AlertingSettings
 from eldercare import stack
@@ -259,6 +261,8 @@ def run_up(args: argparse.Namespace) -> int:
     alerting = AlertingService(alerting_settings)
     services.start("ingest", ingest.run)
     services.start("alerting", alerting.run)
+    # Families' Web Push and webhooks; it reads the alert history, not the broker.
+    services.start("notify", Notifier(NotifySettings(database_url=db_url)).run)
     try:
         not_ready = services.wait_ready(
             {"ingest": ingest.wait_subscribed, "alerting": alerting.ready.wait},

@@ -1,6 +1,9 @@
 #!/bin/sh
 # One-shot set-up of a compose deployment, safe to run at every `docker compose up`.
-# `setup.sh platform`: the schema and one MQTT account per service (issued once, kept).
+# `setup.sh platform`: the schema, the least-privilege database roles and their login users
+# (`db roles` after every `db migrate`: grants are per table, so new tables get their rights
+# only then; passwords from ELDERCARE_DB_PASSWORD_<SVC>[_FILE]), and one MQTT account per
+# service (issued once, kept). Runs as the database owner, the only login that runs DDL.
 # `setup.sh broker` (run as Mosquitto's uid): the broker's TLS material (a private CA, once)
 # and the configuration with its password and ACL files.
 set -eu
@@ -16,7 +19,7 @@ if [ "${1:-}" = broker ]; then
   exec eldercare gateway broker-config --out "$broker" --bind 0.0.0.0 \
     --tls-dir "$broker/tls" --run-as mosquitto
 fi
-eldercare db migrate
+eldercare db migrate && eldercare db roles
 mkdir -p "$creds"
 for name in ingest alerting dashboard simulator; do
   if [ ! -f "$creds/$name.pw" ]; then

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 import yaml
+from psycopg.conninfo import conninfo_to_dict
 
 from eldercare.cli import build_parser
+from ingest.roles import SERVICES, login_name
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -22,7 +24,23 @@ ENV_FOR_CONFIG = {
     "POSTGRES_PASSWORD": "check",
     "BROKER_HOSTNAME": "broker.example",
     "NOTIFY_VAPID_SUBJECT": "mailto:noc@example.org",
+    "ELDERCARE_DB_PASSWORD_INGEST": "check1",
+    "ELDERCARE_DB_PASSWORD_ALERTING": "check2",
+    "ELDERCARE_DB_PASSWORD_DASHBOARD": "check3",
+    "ELDERCARE_DB_PASSWORD_NOTIFY": "check4",
 }
+PLATFORM_IMAGE = "eldercare/platform"
+# Long-running platform services and the least-privilege role each logs in as (ingest/roles.py).
+ROLE_OF = {
+    "ingest": "ingest",
+    "alerting": "alerting",
+    "alerting-standby": "alerting",
+    "dashboard": "dashboard",
+    "notify": "notify",
+}
+# Kept on the owner login: retention drops partitions, broker-acl reads the MQTT password
+# hashes (no service role may), the optional simulator imports its district into the registry.
+OWNER_LOGIN = {"retention", "broker-acl", "simulator"}
 
 
 def _compose() -> dict[str, Any]:
@@ -162,3 +180,67 @@ def test_docker_compose_accepts_the_file() -> None:
         text=True,
     )
     assert unset.returncode != 0 and "POSTGRES_PASSWORD" in unset.stderr
+
+
+def _url_info(url: str) -> dict[str, Any]:
+    """The URL's parts, each `${VAR...}` standing for a value compose fills in."""
+    return conninfo_to_dict(re.sub(r"\$\{[^}]*\}", "x", url))
+
+
+def _platform_services() -> dict[str, dict[str, Any]]:
+    return {
+        name: svc
+        for name, svc in _services().items()
+        if str(svc.get("image", "")).startswith(PLATFORM_IMAGE + ":")
+    }
+
+
+def test_every_long_running_service_logs_in_as_its_own_role() -> None:
+    platform = _platform_services()
+    long_running = {n for n, svc in platform.items() if svc.get("restart") != "no"}
+    assert long_running == set(ROLE_OF) | OWNER_LOGIN, "every service's database login is chosen"
+    owner = _url_info(platform["retention"]["environment"]["DATABASE_URL"])["user"]
+    for name, role in ROLE_OF.items():
+        assert role in SERVICES
+        env = platform[name]["environment"]
+        info = _url_info(env["DATABASE_URL"])
+        assert info["user"] == login_name(role), f"{name} logs in as {info['user']}"
+        assert info["user"] not in ("postgres", owner)
+        assert "password" not in info, f"{name}: a password in the URL ends up in logs"
+        # libpq reads PGPASSWORD when the URL has none; the secret is required, not defaulted.
+        var = f"ELDERCARE_DB_PASSWORD_{role.upper()}"
+        assert re.fullmatch(rf"\$\{{{var}:\?[^}}]+\}}", env["PGPASSWORD"]), env["PGPASSWORD"]
+    for name in OWNER_LOGIN:
+        assert "PGPASSWORD" not in platform[name]["environment"], name
+
+
+def test_setup_runs_db_roles_after_every_migrate_with_every_password() -> None:
+    setup = _services()["setup"]
+    assert setup["command"] == ["setup.sh", "platform"]
+    assert setup["restart"] == "no"
+    env = setup["environment"]
+    assert _url_info(env["DATABASE_URL"])["user"] == "eldercare", "DDL runs as the owner"
+    for role in set(ROLE_OF.values()):
+        var = f"ELDERCARE_DB_PASSWORD_{role.upper()}"
+        assert re.fullmatch(rf"\$\{{{var}:\?[^}}]+\}}", str(env.get(var))), var
+    script = (ROOT / "deploy" / "setup.sh").read_text(encoding="utf-8")
+    commands = [line.strip() for line in script.splitlines() if re.match(r"\s*eldercare db ", line)]
+    migrates = [i for i, c in enumerate(commands) if "eldercare db migrate" in c]
+    assert migrates, "setup applies the migrations"
+    for i in migrates:
+        # `db roles` follows on the same line (`&&`) or the next command, never before.
+        same_line = re.search(r"eldercare db migrate\s*&&\s*eldercare db roles", commands[i])
+        next_line = i + 1 < len(commands) and commands[i + 1].startswith("eldercare db roles")
+        assert same_line or next_line, f"no `db roles` after {commands[i]!r}"
+    parser = build_parser()
+    parser.parse_args(["db", "migrate"])
+    parser.parse_args(["db", "roles"])
+
+
+def test_only_setup_runs_migrations() -> None:
+    services = _platform_services()
+    for name, svc in services.items():
+        if name != "setup":
+            assert "db migrate" not in str(svc.get("command", "")), f"{name} migrates"
+    assert services["dashboard"]["environment"]["DASHBOARD_MIGRATE_ON_START"] == "false"
+    assert "--no-migrate" in services["notify"]["command"]

@@ -108,6 +108,7 @@ class AlertingService:
         self.writer: AlertWriter | None = None
         self.leader: Leadership | None = None
         self._halt = threading.Event()  # set when this process must stop acting
+        self._acting = False  # False while standing by: health is then the standby loop's
         self._model: FallModel | None = None
 
     def run(self, stop: threading.Event) -> None:
@@ -116,6 +117,16 @@ class AlertingService:
         With `standby` off the process acts at once. A process that loses the lock to another
         halts its loop, leaves the broker and stands by again (alerting.leader).
         """
+        s = self.settings
+        # Health and metrics for the whole process, standby included (a container's probe).
+        if s.metrics_port is not None:
+            self.metrics.serve(s.metrics_port, self._live)
+        try:
+            self._run(stop)
+        finally:
+            self.metrics.close()
+
+    def _run(self, stop: threading.Event) -> None:
         s = self.settings
         if not s.standby:
             self._run_active(stop)
@@ -144,9 +155,11 @@ class AlertingService:
         if started is None:
             return
         conn, mqtt = started
+        self._last_tick_mono, self._acting = time.monotonic(), True
         try:
             self._loop(halt, mqtt)
         finally:
+            self._acting = False
             mqtt.stop()
             if self.writer is not None:
                 conn = self.writer.conn
@@ -176,8 +189,9 @@ class AlertingService:
                 for client in mqtt.clients:  # both sessions are the active's, fenced alike
                     fence_on_takeover(client, halt, self.leader)
             try:
-                with pg.connect(s.database_url, autocommit=True) as mig:
-                    apply_migrations(mig)
+                if s.migrate_on_start:
+                    with pg.connect(s.database_url, autocommit=True) as mig:
+                        apply_migrations(mig)
                 conn = pg.connect(s.database_url)
                 self._start(conn, mqtt)
                 return conn, mqtt
@@ -295,15 +309,9 @@ class AlertingService:
 
     def _loop(self, stop: threading.Event, mqtt: AlertingMqtt) -> None:
         assert self.engine is not None and self.writer is not None
-        s = self.settings
         self.mqtt = mqtt
         self._announce_merges(self.writer)
-        if s.metrics_port is not None:
-            self.metrics.serve(s.metrics_port, self._live)
-        try:
-            self._run_loop(stop, mqtt)
-        finally:
-            self.metrics.close()
+        self._run_loop(stop, mqtt)
 
     def _run_loop(self, stop: threading.Event, mqtt: AlertingMqtt) -> None:
         assert self.writer is not None and self.engine is not None
@@ -543,7 +551,7 @@ class AlertingService:
             ready=self.ready.is_set(),
             oldest_unacknowledged_s=max(0.0, (now - min(waiting)) / 1000) if waiting else 0.0,
             last_tick_s=self._last_tick_ms / 1000,
-            last_tick_age_s=time.monotonic() - self._last_tick_mono,
+            last_tick_age_s=time.monotonic() - self._last_tick_mono if self._acting else 0.0,
             triggers=engine.stats.triggers if engine else 0,
             suppressed=self._suppressed(),
         )

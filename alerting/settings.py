@@ -61,6 +61,8 @@ class AlertingSettings(BaseSettings):
     warmup_anomaly_h: float = 24.0
     # The anomaly model fits from 200 samples (detectors.anomaly.DEFAULT_MIN_SAMPLES).
     warmup_anomaly_samples: int = 250
+    # false under a least-privilege database role: `eldercare db migrate` runs the DDL.
+    migrate_on_start: bool = True
 
     def deadlines_s(self) -> dict[Severity, float]:
         """Escalation deadline per severity, in seconds."""

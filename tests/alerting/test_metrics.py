@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.error
 import urllib.request
 
+from alerting.service import AlertingService
 from eldercare.broker import free_port
 from gateway import AlertKind, DeviceType, Event
 from tests.alerting.helpers import (
@@ -90,3 +92,31 @@ def test_metrics_health_and_readiness(
     assert _value(text, "alerting_last_tick_timestamp_seconds") > ts / 1000 - 5
     assert 'alerting_suppressed_inputs_total{reason="invalid"} 1.0' in text
     assert 'alerting_suppressed_inputs_total{reason="duplicates"}' in text
+
+
+def test_a_standby_is_live_but_not_ready(
+    mqtt_url: str, schema_url: str, topic_prefix: str, device_suffix: str
+) -> None:
+    """A container probe sees the standby alive (/healthz) and not acting (/readyz 503)."""
+    prepare_db(schema_url, small_fleet(device_suffix))
+    active = settings_for(mqtt_url, schema_url, topic_prefix)
+    port = free_port()
+    standby = active.model_copy(update={"metrics_port": port})
+    with running(active):
+        service = AlertingService(standby)
+        stop = threading.Event()
+        thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while _refused(port):
+                assert time.monotonic() < deadline, "no health endpoint while standing by"
+                time.sleep(0.1)
+            time.sleep(1.5)  # more than a lock poll: still standing by
+            assert not service.ready.is_set()
+            assert _get(port, "/healthz")[0] == 200
+            assert _get(port, "/readyz")[0] == 503
+        finally:
+            stop.set()
+            thread.join(15)
+    assert _refused(port)

@@ -244,3 +244,13 @@ def test_only_setup_runs_migrations() -> None:
             assert "db migrate" not in str(svc.get("command", "")), f"{name} migrates"
     assert services["dashboard"]["environment"]["DASHBOARD_MIGRATE_ON_START"] == "false"
     assert "--no-migrate" in services["notify"]["command"]
+    for name in ("alerting", "alerting-standby"):
+        assert services[name]["environment"]["ALERTING_MIGRATE_ON_START"] == "false", name
+
+
+def test_alerting_replicas_share_one_broker_session() -> None:
+    # alerting.leader: only the lock holder connects, and the one who takes over resumes the
+    # same persistent session, so messages queued for the dead active are not lost.
+    services = _platform_services()
+    ids = {services[n]["environment"]["ALERTING_CLIENT_ID"] for n in ("alerting", "alerting-standby")}
+    assert len(ids) == 1

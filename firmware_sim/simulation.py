@@ -155,7 +155,10 @@ class Simulation:
         return self._thread
 
     def sim_now_ms(self) -> int:
-        """The simulated clock: accelerated, but never ahead of the real clock."""
+        """The simulated clock: accelerated, never ahead of the real clock, and pinned to
+        `start_ms` until `run` has its connections up and starts it."""
+        if not self._real_start:
+            return self.start_ms
         elapsed = time.monotonic() - self._real_start
         return min(self.start_ms + int(elapsed * self.speed * 1000), int(time.time() * 1000))
 

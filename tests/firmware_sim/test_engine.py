@@ -202,3 +202,11 @@ def test_waiting_devices_do_not_spin() -> None:
         engine.advance(t)
         wakes += 1
     assert wakes < 60 * len(fleet.devices)
+
+
+def test_simulated_clock_is_pinned_to_its_start_until_the_run_begins() -> None:
+    """A reader of the clock before `run` (an evaluation's engine) must not see it jump ahead."""
+    from firmware_sim import Simulation, generate_fleet
+
+    sim = Simulation(generate_fleet(2, 3), mqtt_url="mqtt://127.0.0.1:1", speed=20.0)
+    assert sim.sim_now_ms() == sim.start_ms

@@ -54,7 +54,8 @@ def _write_stream(
 def _activity(conn: psycopg.Connection[tuple[object, ...]], fleet: Fleet) -> dict[str, int]:
     rows = conn.execute(
         "SELECT elder_id, sum(steps + band_fixes + cane_windows + events)::int"
-        " FROM elder_activity_hourly GROUP BY elder_id"
+        " FROM elder_activity_hourly WHERE elder_id = ANY(%s) GROUP BY elder_id",
+        ([e.id for e in fleet.elders],),
     ).fetchall()
     return {str(e): int(str(n)) for e, n in rows}
 
@@ -152,9 +153,15 @@ def test_timescaledb_mode_on_pglite(pglite_url: str, device_suffix: str) -> None
         import_fleet(conn, fleet)
         counts = _write_stream(conn, fleet, WriteMethod.UNNEST, StorageMode.TIMESCALEDB)
         activity = _activity(conn, fleet)
-        cane = conn.execute("SELECT sum(windows)::int FROM cane_hourly").fetchone()
+        # The session's pglite database is shared: count this test's devices only.
+        ids = [d.id for d in fleet.devices]
+        cane = conn.execute(
+            "SELECT sum(windows)::int FROM cane_hourly WHERE device_id = ANY(%s)", (ids,)
+        ).fetchone()
         health = conn.execute(
             "SELECT count(*) FROM device_health WHERE last_seen_at IS NOT NULL"
+            " AND device_id = ANY(%s)",
+            (ids,),
         ).fetchone()
         conn.commit()
     assert hypertables == {k.value for k in Kind}

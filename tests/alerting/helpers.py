@@ -6,7 +6,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -163,9 +163,13 @@ def settings_for(mqtt_url: str, schema_url: str, prefix: str, **extra: object) -
 
 
 @contextmanager
-def running(settings: AlertingSettings) -> Iterator[AlertingService]:
-    """Run the service in a thread until the block ends."""
-    service = AlertingService(settings)
+def running(
+    settings: AlertingSettings,
+    clock: Callable[[], int] | None = None,
+    ready_timeout_s: float = 20.0,
+) -> Iterator[AlertingService]:
+    """Run the service (on `clock`, else the wall clock) in a thread until the block ends."""
+    service = AlertingService(settings) if clock is None else AlertingService(settings, clock)
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -177,7 +181,7 @@ def running(settings: AlertingSettings) -> Iterator[AlertingService]:
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + ready_timeout_s
     while not service.ready.is_set():
         assert not errors, f"service failed: {errors[0]!r}"
         assert time.monotonic() < deadline, "service did not become ready"

@@ -6,8 +6,8 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
 
 import psycopg
 import pytest
@@ -21,7 +21,14 @@ from ingest.batch import Batch
 from ingest.db import BatchWriter
 from ingest.migrate import storage_mode
 from ingest.settings import WriteMethod
-from tests.alerting.helpers import HOME, AlertListener, prepare_db, settings_for, small_fleet
+from tests.alerting.helpers import (
+    HOME,
+    AlertListener,
+    prepare_db,
+    running,
+    settings_for,
+    small_fleet,
+)
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -42,31 +49,11 @@ def _store(schema_url: str, rows: list[tuple[Message, int]]) -> None:
         BatchWriter(WriteMethod.UNNEST, storage_mode(conn)).write(conn, batch)
 
 
-@contextmanager
-def _service(settings: AlertingSettings, clock: Callable[[], int]) -> Iterator[AlertingService]:
-    service = AlertingService(settings, clock)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            service.run(stop)
-        except BaseException as exc:  # surfaced to the test below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not service.ready.is_set():
-        assert not errors, f"service failed: {errors[0]!r}"
-        assert time.monotonic() < deadline, "service did not become ready"
-        time.sleep(0.05)
-    try:
-        yield service
-    finally:
-        stop.set()
-        thread.join(15)
-    assert not errors, f"service failed: {errors[0]!r}"
+def _service(
+    settings: AlertingSettings, clock: Callable[[], int]
+) -> AbstractContextManager[AlertingService]:
+    # Start-up replays an hour of stored history: allow it more than the helper's default.
+    return running(settings, clock, ready_timeout_s=60.0)
 
 
 def _alerts(schema_url: str) -> list[AlertRow]:

@@ -352,14 +352,17 @@ class BatchWriter:
                     wanted.setdefault(kind, set()).add(week)
         if not wanted:
             return
-        with conn.transaction():
-            for kind, weeks in wanted.items():
+        # One transaction per parent table: creating a partition locks its parent exclusively
+        # until commit, so holding two parents at once deadlocks with any reader that reads
+        # them in the other order (a UNION over the series, a dashboard query).
+        for kind, weeks in wanted.items():
+            with conn.transaction():
                 conn.execute(
                     "SELECT ensure_week_partitions(%s::regclass,"
                     f" ARRAY(SELECT {_MS.format('w')} FROM unnest(%s::bigint[]) AS u (w)))",
                     (kind.value, sorted(weeks)),
                 )
-        self._weeks.update((kind, w) for kind, weeks in wanted.items() for w in weeks)
+            self._weeks.update((kind, w) for w in weeks)
 
 
 def _anchor_wills(conn: Conn, batch: Batch) -> None:

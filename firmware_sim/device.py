@@ -64,6 +64,7 @@ class ModelContext:
     start_ms: int
     rate_scale: float = 1.0
     incidents: list[Incident] = field(default_factory=list)
+    anomaly_per_day: float = 0.0  # arrhythmia episodes per elder-day (firmware_sim.conditions)
 
 
 def device_key(device_id: str) -> int:

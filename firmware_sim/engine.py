@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from firmware_sim.conditions import ANOMALY_PER_DAY, INACTIVITY_PER_DAY
 from firmware_sim.device import NEVER, ActionKind, DeviceModel, ModelContext, device_key
 from firmware_sim.faults import FaultInjector, Wire
 from firmware_sim.fixed import ButtonModel, SmokeModel
@@ -55,8 +56,14 @@ class Engine:
         faults: FaultRates | None = None,
         rate_scale: float = 1.0,
         injections: Iterable[Injection] = (),
+        inactivity_per_day: float = INACTIVITY_PER_DAY,
+        anomaly_per_day: float = ANOMALY_PER_DAY,
     ) -> None:
-        """Build the models; `injections` are scheduled relative to `start_ms`."""
+        """Build the models; `injections` are scheduled relative to `start_ms`.
+
+        `inactivity_per_day` and `anomaly_per_day` are the rates of spontaneous immobility and
+        arrhythmia episodes per elder-day (firmware_sim.conditions), scaled by `rate_scale`.
+        """
         self.fleet, self.start_ms, self.prefix = fleet, start_ms, prefix
         self.faults = faults or FaultRates()
         self.incidents: list[Incident] = []
@@ -65,12 +72,16 @@ class Engine:
         for elder in fleet.elders:
             key = device_key(elder.id)
             profile = make_profile(np.random.default_rng([seed, 1, key]), elder.id in band_owners)
-            routines[elder.id] = Routine(elder, profile, seed, key)
+            routines[elder.id] = Routine(
+                elder, profile, seed, key, min(1.0, inactivity_per_day * rate_scale)
+            )
         self.models: list[DeviceModel] = []
         self.injectors: list[FaultInjector | None] = []
         self.index = {d.id: i for i, d in enumerate(fleet.devices)}
         for d in fleet.devices:
-            ctx = ModelContext(routines[d.elder_id], start_ms, rate_scale, self.incidents)
+            ctx = ModelContext(
+                routines[d.elder_id], start_ms, rate_scale, self.incidents, anomaly_per_day
+            )
             key = device_key(d.id)
             self.models.append(MODELS[d.type](d, ctx, np.random.default_rng([seed, 2, key])))
             fault_rng = np.random.default_rng([seed, 3, key])

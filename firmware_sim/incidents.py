@@ -9,7 +9,9 @@ from typing import Any
 
 # Real incidents use contract §2 alert kinds; nuisances (real false) use these names,
 # except a cancelled press, which is kind "sos" with detail "cancelled".
-REAL_KINDS = frozenset({"sos", "fall", "wandering", "smoke", "device_offline", "low_battery"})
+REAL_KINDS = frozenset(
+    {"sos", "fall", "wandering", "smoke", "device_offline", "low_battery", "inactivity", "anomaly"}
+)
 NUISANCE_KINDS = frozenset({"sit_hard", "drop_cane", "stumble", "cooking", "steam", "reboot"})
 
 

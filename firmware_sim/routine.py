@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from firmware_sim.conditions import draw_immobility_ms
 from firmware_sim.geo import offset
 from firmware_sim.paths import Route, out_and_back, sample_wander, staircase, wander_path
 from gateway import Elder
@@ -24,6 +25,7 @@ HR_DELTA_BPM = {
     "wander": 28.0,
     "return": 8.0,
     "fallen": 25.0,
+    "still": 0.0,
 }
 # Wandering is more frequent in the late afternoon and evening ("sundowning").
 WANDER_HOUR_WEIGHTS = np.array([0.2] * 6 + [0.5] * 6 + [1.0] * 4 + [2.5] * 5 + [1.0] * 3)
@@ -61,7 +63,8 @@ class Segment:
     """What the elder does from `start_ms` to `end_ms`.
 
     Attributes:
-        kind: sleep, home, walk, wander, return (escorted home) or fallen.
+        kind: sleep, home, walk, wander, return (escorted home), fallen, or still (immobile
+            at home for hours, see firmware_sim.conditions).
         route: the path walked (metres from `origin`), for moving kinds.
         origin: (east_m, north_m) from home where the route starts or the elder stays.
         detail: e.g. the wandering pattern and distance.
@@ -114,13 +117,26 @@ def wander_segments(
 class Routine:
     """The elder's timeline: a seeded plan per local day, with injected overrides on top."""
 
-    def __init__(self, elder: Elder, profile: Profile, seed: int, key: int) -> None:
-        """Build the routine of `elder`; `seed` and `key` make each day's plan reproducible."""
+    def __init__(
+        self,
+        elder: Elder,
+        profile: Profile,
+        seed: int,
+        key: int,
+        inactivity_per_day: float = 0.0,
+    ) -> None:
+        """Build the routine of `elder`; `seed` and `key` make each day's plan reproducible.
+
+        `inactivity_per_day` is the chance that a day holds an immobility episode (a `still`
+        segment in the daytime, drawn from its own stream so other draws do not move).
+        """
         self.elder = elder
         self.profile = profile
         self._seed, self._key = seed, key
+        self.inactivity_per_day = inactivity_per_day
         self._days: dict[int, list[Segment]] = {}
         self._overrides: list[Segment] = []
+        self._claimed: set[tuple[str, int]] = set()
 
     def _plan(self, day: int) -> list[Segment]:
         plan = self._days.get(day)
@@ -149,7 +165,19 @@ class Routine:
             episode = wander_segments(start, (0.0, 0.0), p.walk_speed_m_s * 0.9, rng)
             outings = [o for o in outings if o.end_ms < start or o.start_ms > episode[-1].end_ms]
             outings += episode
+        still = self._immobility(day, wake, bed)
+        if still is not None:
+            outings = [o for o in outings if o.end_ms < still.start_ms or o.start_ms > still.end_ms]
+            outings.append(still)
         return self._fill(d0, wake, bed, sorted(outings, key=lambda s: s.start_ms))
+
+    def _immobility(self, day: int, wake: int, bed: int) -> Segment | None:
+        rng = np.random.default_rng([self._seed, self._key, day, 7])
+        if not rng.random() < self.inactivity_per_day:
+            return None
+        start = int(rng.uniform(wake + HOUR_MS // 2, max(wake + HOUR_MS, bed - 2 * HOUR_MS)))
+        end = min(start + draw_immobility_ms(rng), (day + 1) * DAY_MS - LOCAL_OFFSET_MS)
+        return Segment("still", start, end, detail=f"hours={(end - start) / HOUR_MS:.2f}")
 
     @staticmethod
     def _fill(d0: int, wake: int, bed: int, outings: list[Segment]) -> list[Segment]:
@@ -173,6 +201,14 @@ class Routine:
         """Put injected segments on top of the plan (they win where they overlap)."""
         self._overrides = [o for o in self._overrides if o.end_ms > segments[0].start_ms - DAY_MS]
         self._overrides.extend(segments)
+
+    def claim(self, seg: Segment) -> bool:
+        """True the first time any of the elder's devices asks about `seg` (one record each)."""
+        key = (seg.kind, seg.start_ms)
+        if key in self._claimed:
+            return False
+        self._claimed.add(key)
+        return True
 
     def segment_at(self, t_ms: int) -> Segment:
         """What the elder is doing at `t_ms`."""

@@ -27,6 +27,9 @@ INJECTION_DEVICES: dict[str, tuple[DeviceType, ...]] = {
     "silent": (DeviceType.BAND, DeviceType.CANE, DeviceType.BUTTON, DeviceType.SMOKE),
     "low_battery": (DeviceType.BAND, DeviceType.CANE, DeviceType.BUTTON, DeviceType.SMOKE),
     "reboot": (DeviceType.BAND, DeviceType.CANE, DeviceType.BUTTON, DeviceType.SMOKE),
+    # Conditions (firmware_sim.conditions): params `hours` and `rhythm` (af_rvr, heart_block).
+    "inactivity": (DeviceType.BAND, DeviceType.CANE),
+    "anomaly": (DeviceType.BAND,),
 }
 _SPEC_RE = re.compile(
     r"^(?P<target>[a-z0-9][a-z0-9-]{2,63})(?:@\+?(?P<at>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)?)?$"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from firmware_sim.conditions import ANOMALY_PER_DAY, INACTIVITY_PER_DAY
 from firmware_sim.device import ActionKind
 from firmware_sim.engine import Engine, Outgoing
 from firmware_sim.faults import Wire
@@ -86,6 +87,8 @@ class Simulation:
         progress: Callable[[SimStats], None] | None = None,
         progress_s: float = 5.0,
         record_wire: bool = False,
+        inactivity_per_day: float = INACTIVITY_PER_DAY,
+        anomaly_per_day: float = ANOMALY_PER_DAY,
     ) -> None:
         """Configure a run (nothing connects until `run` or `start`).
 
@@ -105,6 +108,8 @@ class Simulation:
             progress: called with the stats every `progress_s` seconds and at the end.
             progress_s: progress period.
             record_wire: keep every publish in `wire_log` (tests, small fleets).
+            inactivity_per_day: spontaneous immobility episodes per elder-day.
+            anomaly_per_day: spontaneous arrhythmia episodes per elder-day.
 
         Raises:
             ValueError: for an injection the fleet cannot show, or a bad URL.
@@ -127,6 +132,8 @@ class Simulation:
             faults=faults,
             rate_scale=rate_scale,
             injections=injections,
+            inactivity_per_day=inactivity_per_day,
+            anomaly_per_day=anomaly_per_day,
         )
         self.ground_truth = Path(ground_truth) if ground_truth else None
         self.incidents: list[Incident] = []

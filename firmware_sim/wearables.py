@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -13,9 +15,10 @@ from firmware_sim.cane import (
     rest_samples,
     walk_samples,
 )
-from firmware_sim.device import Action, ActionKind, DeviceModel, ModelContext
+from firmware_sim.conditions import Arrhythmia, draw_arrhythmia, draw_immobility_ms
+from firmware_sim.device import NEVER, Action, ActionKind, DeviceModel, ModelContext
 from firmware_sim.geo import offset
-from firmware_sim.routine import Segment, wander_segments
+from firmware_sim.routine import Routine, Segment, wander_segments
 from firmware_sim.scenario import Injection
 from gateway import BandTelemetry, CaneTelemetry, Device
 
@@ -55,6 +58,15 @@ def gps_fix(
     return round(fix_lat, 6), round(fix_lon, 6), round(hacc_m, 1)
 
 
+def start_immobility(routine: Routine, now_ms: int, rng: np.random.Generator, hours: Any) -> None:
+    """The elder stops moving where they are for hours (firmware_sim.conditions)."""
+    end_ms = now_ms + draw_immobility_ms(rng, float(hours) if hours else None)
+    detail = f"hours={(end_ms - now_ms) / 3_600_000:.2f}"
+    routine.override(
+        [Segment("still", now_ms, end_ms, origin=routine.local_xy(now_ms), detail=detail)]
+    )
+
+
 class BandModel(DeviceModel):
     """An anti-wandering wristband: GPS fixes, heart rate, steps, removal for charging."""
 
@@ -65,11 +77,30 @@ class BandModel(DeviceModel):
         self.worn = True
         self.last_fix_ms = ctx.start_ms
         self.logged: set[int] = set()
+        # Conditions draw from a stream of their own, so the band's other draws do not move.
+        self.cond_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])  # type: ignore[attr-defined]
+        self.arrhythmia: Arrhythmia | None = None
+        self.next_arrhythmia_ms = self._cond_after(ctx.start_ms)
+
+    def _cond_after(self, now_ms: int) -> int:
+        rate = self.ctx.anomaly_per_day * self.ctx.rate_scale
+        if rate <= 0:
+            return NEVER
+        return now_ms + int(self.cond_rng.exponential(86_400_000 / rate))
+
+    def _start_arrhythmia(self, now_ms: int, kind: str | None = None) -> None:
+        self.arrhythmia = draw_arrhythmia(self.cond_rng, now_ms, kind)
+        self.record("anomaly", True, now_ms, self.arrhythmia.detail)
 
     def _sense(self, now_ms: int) -> tuple[list[Action], int]:
         routine = self.ctx.routine
         seg = routine.segment_at(now_ms)
         out: list[Action] = []
+        if now_ms >= self.next_arrhythmia_ms:
+            self.next_arrhythmia_ms = self._cond_after(now_ms)
+            self._start_arrhythmia(now_ms)
+        if seg.kind == "still" and routine.claim(seg):
+            self.record("inactivity", True, seg.start_ms, seg.detail)
         want_worn = not (routine.profile.charges_nightly and seg.kind == "sleep")
         if want_worn != self.worn:
             self.worn = want_worn
@@ -85,7 +116,8 @@ class BandModel(DeviceModel):
             self.record("wandering", True, seg.start_ms, seg.detail)
         out.append(self._fix(now_ms, seg))
         interval = 30_000 if seg.moving else 300_000
-        return out, min(now_ms + interval, max(routine.next_change_ms(now_ms), now_ms + 1000))
+        nxt = min(now_ms + interval, max(routine.next_change_ms(now_ms), now_ms + 1000))
+        return out, min(nxt, self.next_arrhythmia_ms)
 
     def _fix(self, now_ms: int, seg: Segment) -> Action:
         routine = self.ctx.routine
@@ -108,17 +140,29 @@ class BandModel(DeviceModel):
                 lat=fix_lat,
                 lon=fix_lon,
                 hacc_m=hacc_m,
-                hr_bpm=routine.heart_rate(now_ms, self.rng) if self.worn else None,
+                hr_bpm=self._heart_rate(now_ms) if self.worn else None,
                 steps=steps if self.worn else 0,
                 worn=self.worn,
             ),
             qos=0,
         )
 
+    def _heart_rate(self, now_ms: int) -> int:
+        if self.arrhythmia is not None and self.arrhythmia.active(now_ms):
+            return self.arrhythmia.heart_rate(self.cond_rng)
+        return self.ctx.routine.heart_rate(now_ms, self.rng)
+
     def _inject(self, inj: Injection, now_ms: int) -> list[Action]:
         if inj.kind == "sos":
             self.record("sos", True, now_ms, "band")
             return [self._event(now_ms, "sos")]
+        if inj.kind == "anomaly":
+            rhythm = inj.params.get("rhythm")
+            self._start_arrhythmia(now_ms, str(rhythm) if rhythm else None)
+            return []
+        if inj.kind == "inactivity":
+            start_immobility(self.ctx.routine, now_ms, self.cond_rng, inj.params.get("hours"))
+            return []
         if inj.kind != "wander":
             return super()._inject(inj, now_ms)
         routine = self.ctx.routine
@@ -201,6 +245,8 @@ class CaneModel(DeviceModel):
 
     def _sense(self, now_ms: int) -> tuple[list[Action], int]:
         seg = self.ctx.routine.segment_at(now_ms)
+        if seg.kind == "still" and self.ctx.routine.claim(seg):
+            self.record("inactivity", True, seg.start_ms, seg.detail)
         if not self.queue:
             kind = self._due_episode(now_ms)
             if kind is not None:
@@ -228,6 +274,9 @@ class CaneModel(DeviceModel):
         if inj.kind == "sos":
             self.record("sos", True, now_ms, "cane")
             return [self._event(now_ms, "sos")]
+        if inj.kind == "inactivity":
+            start_immobility(self.ctx.routine, now_ms, self.rng, inj.params.get("hours"))
+            return []
         if inj.kind not in CANE_RATES:
             return super()._inject(inj, now_ms)
         self._start(inj.kind, now_ms, inj.kind in FALL_KINDS)

@@ -2,7 +2,9 @@
 
 `/metrics` (Prometheus text format), `/healthz` (live: the message loop has ticked
 recently) and `/readyz` (ready: started, the broker connected, and PostgreSQL or the local
-outbox able to keep alerts) on one port, `ALERTING_METRICS_PORT`.
+outbox able to keep alerts) on one port, `ALERTING_METRICS_PORT`, bound to
+`ALERTING_METRICS_HOST` (127.0.0.1 by default; docker-compose.yml sets 0.0.0.0 so a Prometheus
+on the compose network can scrape).
 """
 
 from __future__ import annotations
@@ -89,16 +91,28 @@ class AlertingMetrics:
         """Report `state()` at every scrape."""
         self.registry.register(_Live(state))
 
-    def serve(self, port: int, state: Callable[[], LiveState], live_within_s: float = 60.0) -> int:
-        """Serve /metrics, /healthz and /readyz on `port` (0: any free port) in a daemon thread.
+    def serve(
+        self,
+        port: int,
+        state: Callable[[], LiveState],
+        live_within_s: float = 60.0,
+        host: str = "127.0.0.1",
+    ) -> int:
+        """Serve /metrics, /healthz and /readyz on `host`:`port` (0: any free port) in a daemon
+        thread.
 
         Args:
             port: TCP port.
             state: the live state.
             live_within_s: `/healthz` fails once the loop has not ticked for this long.
+            host: address to bind; 127.0.0.1 (the default) keeps it off the network,
+                0.0.0.0 serves every interface.
 
         Returns:
             The port served.
+
+        Raises:
+            OSError: the address is taken or cannot be bound.
         """
         registry = self.registry
 
@@ -127,7 +141,7 @@ class AlertingMetrics:
             def log_message(self, format: str, *args: object) -> None:
                 logger.debug("metrics: %s", format % args)
 
-        self._server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        self._server = ThreadingHTTPServer((host, port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return int(self._server.server_address[1])
 

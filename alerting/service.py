@@ -120,7 +120,7 @@ class AlertingService:
         s = self.settings
         # Health and metrics for the whole process, standby included (a container's probe).
         if s.metrics_port is not None:
-            self.metrics.serve(s.metrics_port, self._live)
+            self.metrics.serve(s.metrics_port, self._live, host=s.metrics_host)
         try:
             self._run(stop)
         finally:

@@ -83,7 +83,14 @@ class IngestService:
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, then flush what was received and disconnect."""
         if self.settings.metrics_port is not None:
-            self.metrics.serve(self.settings.metrics_port)
+            self.metrics.watch_jobs(self.settings.database_url, self.settings.jobs_refresh_s)
+            self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
+        try:
+            self._consume(stop)
+        finally:
+            self.metrics.close()
+
+    def _consume(self, stop: threading.Event) -> None:
         self._db_ready(stop)
         if stop.is_set():
             return

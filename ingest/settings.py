@@ -56,4 +56,9 @@ class IngestSettings(BaseSettings):
     # A device ts older than the receive time minus this goes to `misdated_messages` instead of
     # the partitioned series (ingest.batch.MAX_BACKDATE_MS: the shortest retention, 30 days).
     max_backdate_days: float = Field(default=30.0, gt=0, le=30.0)
+    # /metrics; None: not served. Bound to metrics_host: loopback unless told otherwise (a
+    # scraper in another container needs 0.0.0.0, see docker-compose.yml).
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # TimescaleDB's background jobs are read for /metrics at most this often (ingest.metrics).
+    jobs_refresh_s: float = Field(default=60.0, gt=0)

@@ -98,6 +98,20 @@ def test_nothing_is_published_in_the_clear_except_on_loopback() -> None:
     assert not any(p.endswith("1883") for _, p in published)
 
 
+def test_metrics_listen_on_the_compose_network_and_are_never_published() -> None:
+    # Outside compose the listeners default to 127.0.0.1; a Prometheus in another container
+    # needs them on the container's network address, and its health check (run inside the
+    # container) still reaches them on 127.0.0.1.
+    services = _services()
+    served = {"ingest": ("INGEST_METRICS_HOST", "9100")}
+    served |= {n: ("ALERTING_METRICS_HOST", "9101") for n in ("alerting", "alerting-standby")}
+    for name, (var, port) in served.items():
+        svc = services[name]
+        assert svc["environment"].get(var) == "0.0.0.0", f"{name}: {var} not set for scraping"
+        assert not any(str(p).endswith(port) for p in svc.get("ports") or []), name
+        assert f"127.0.0.1:{port}" in str(svc["healthcheck"]["test"]), name
+
+
 def test_simulator_only_in_its_profile_and_nothing_installed_at_start() -> None:
     services = _services()
     assert services["simulator"]["profiles"] == ["sim"]

@@ -32,7 +32,7 @@ from alerting.settings import AlertingSettings
 from evaluation.dispatcher import SimulatedDispatcher
 from evaluation.eval_report import fires_paged, format_smoke, real_data_report, staff_report
 from evaluation.observer import WireObserver
-from evaluation.scoring import KindScore, Truth, format_table, pool, score
+from evaluation.scoring import MATCH_WINDOW_S, KindScore, Truth, format_table, pool, score
 from firmware_sim.district import generate_fleet
 from firmware_sim.incidents import Incident
 from firmware_sim.scenario import Injection
@@ -48,6 +48,22 @@ SCORING_SEEDS = (7001, 7002, 7003)
 TUNING_SEEDS = (5001, 5002, 5003)
 _CANE_REAL = ("fall", "fall_recovery")
 _CANE_NUISANCE = ("sit_hard", "drop_cane", "stumble")
+# A run starts at a fixed local hour, so its figures do not depend on when it was run (meals,
+# walks, sleep and the daytime-only rules all follow the hour); 09:00 is after breakfast.
+DEFAULT_START_HOUR = 9.0
+_LOCAL_OFFSET_MS = 8 * 3_600_000  # Beijing, UTC+8
+# Share of elders given each condition (firmware_sim.conditions) in a scored run.
+_CONDITION_SHARE = 0.4
+
+
+def eval_start_ms(now_ms: int, sim_s: float, start_hour: float) -> int:
+    """The latest simulated start at `start_hour` local time whose run ends before `now_ms`
+    (device time never passes the real clock)."""
+    latest = now_ms - int(sim_s * 1000)
+    day_ms = 86_400_000
+    local_day = (latest + _LOCAL_OFFSET_MS) // day_ms
+    start = local_day * day_ms - _LOCAL_OFFSET_MS + int(start_hour * 3_600_000)
+    return start if start <= latest else start - day_ms
 
 
 def add_eval_command(sub: argparse._SubParsersAction[Any]) -> None:
@@ -62,6 +78,12 @@ def add_eval_command(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--speed", type=float, default=20.0, help="simulated seconds per real second")
     p.add_argument("--duration", type=float, default=180.0, help="real seconds to run")
+    p.add_argument(
+        "--start-hour",
+        type=float,
+        default=DEFAULT_START_HOUR,
+        help="local (Beijing) hour of day at which the simulated run starts (default 9)",
+    )
     p.add_argument(
         "--pooled",
         type=int,
@@ -83,6 +105,7 @@ def plan_injections(fleet: Fleet, seed: int, sim_s: float) -> list[Injection]:
     rng = np.random.default_rng(seed)
     # A stream of its own, so the low-battery plan never shifts the draws of the other incidents.
     rng_battery = np.random.default_rng([seed, 1])
+    rng_cond = np.random.default_rng([seed, 2])
     by_elder: dict[str, dict[DeviceType, str]] = {}
     hb = {d.id: d.heartbeat_s for d in fleet.devices}
     for d in fleet.devices:
@@ -107,11 +130,25 @@ def plan_injections(fleet: Fleet, seed: int, sim_s: float) -> list[Injection]:
             drained = str(rng_battery.choice(sorted(devs.values())))
             at_s = float(rng_battery.uniform(60.0, usable))
             out.append(Injection("low_battery", drained, at_s))
+        out += _plan_conditions(rng_cond, elder.id, devs, usable)
         victim = str(rng.choice(list(devs.values())))
         limit_s = 2.5 * hb[victim] + 60.0
         if rng.random() < 0.5 and sim_s - limit_s > usable * 0.6:
             kind = "offline" if rng.random() < 0.5 else "silent"
             out.append(Injection(kind, victim, float(rng.uniform(usable * 0.6, sim_s - limit_s))))
+    return out
+
+
+def _plan_conditions(
+    rng: np.random.Generator, elder_id: str, devs: dict[DeviceType, str], usable: float
+) -> list[Injection]:
+    """Immobility (band or cane wearers) early in the run, so hours of it fit; arrhythmia (band)."""
+    out = []
+    if (DeviceType.BAND in devs or DeviceType.CANE in devs) and rng.random() < _CONDITION_SHARE:
+        out.append(Injection("inactivity", elder_id, float(rng.uniform(60.0, usable * 0.2))))
+    if DeviceType.BAND in devs and rng.random() < _CONDITION_SHARE:
+        at_s = float(rng.uniform(60.0, usable * 0.6))
+        out.append(Injection("anomaly", devs[DeviceType.BAND], at_s))
     return out
 
 
@@ -184,6 +221,16 @@ class RunResult:
     notes: list[str]
 
 
+def _local_hhmm(t_ms: int) -> str:
+    minutes = (t_ms + _LOCAL_OFFSET_MS) // 60_000 % 1440
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _start_ms(args: argparse.Namespace, sim_s: float) -> int | None:
+    hour = getattr(args, "start_hour", DEFAULT_START_HOUR)
+    return None if hour is None else eval_start_ms(int(time.time() * 1000), sim_s, hour)
+
+
 def run_once(args: argparse.Namespace, base: AlertingSettings, seed: int) -> RunResult:
     """Run one scored simulation with its own fleet, schema and topic prefix."""
     fleet = generate_fleet(args.elders, seed)
@@ -198,6 +245,7 @@ def run_once(args: argparse.Namespace, base: AlertingSettings, seed: int) -> Run
         speed=args.speed,
         duration_s=args.duration,
         pooled=args.pooled,
+        start_ms=_start_ms(args, sim_s),
         injections=plan_injections(fleet, seed, sim_s),
     )
     settings = base.model_copy(
@@ -238,7 +286,8 @@ def run_once(args: argparse.Namespace, base: AlertingSettings, seed: int) -> Run
     scores = score(truths, alerts, Counter(d.type for d in fleet.devices), sim_s / 86_400)
     header = (
         f"seed {seed}: {args.elders} elders, {len(fleet.devices)} devices, speed {args.speed:g}x,"
-        f" {args.duration:g} s real = {sim_s / 3600:.2f} simulated h,"
+        f" {args.duration:g} s real = {sim_s / 3600:.2f} simulated h from"
+        f" {_local_hhmm(sim.start_ms)} local,"
         f" wall {time.monotonic() - t0:.0f} s; staff moves {staff.moves}; service {service.stats}"
     )
     notes = [
@@ -247,6 +296,13 @@ def run_once(args: argparse.Namespace, base: AlertingSettings, seed: int) -> Run
         "  " + observer.offline_report(alerts, sim.incidents),
         "  " + observer.processing_report(alerts, args.speed),
     ]
+    short = [k for k in ("inactivity", "anomaly") if sim_s < MATCH_WINDOW_S[k]]
+    if short:
+        notes.append(
+            f"  {' and '.join(short)}: the run ({sim_s / 3600:.1f} simulated h) is shorter than"
+            " the match window, so a condition can end the run unalerted though it would be"
+            " alerted later; score them on longer runs (e.g. --speed 300 --duration 90)"
+        )
     return RunResult(seed, header, truths, alerts, scores, notes)
 
 

@@ -24,6 +24,13 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """Register `alerting` and `alerts`."""
     run = sub.add_parser("alerting", help="run the alerting service (detectors, lifecycle)")
     run.add_argument("--prefix", default=None, help="topic prefix (default $ALERTING_TOPIC_PREFIX)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="partition processes to run and supervise, one per core (default $ALERTING_WORKERS"
+        " or 1; metrics of worker k on ALERTING_METRICS_PORT + k)",
+    )
     run.set_defaults(handler=_run)
 
     alerts = sub.add_parser("alerts", help="list, acknowledge or resolve alerts")
@@ -51,8 +58,18 @@ def _settings(args: argparse.Namespace) -> AlertingSettings:
 
 def _run(args: argparse.Namespace) -> int:
     from alerting.service import run_forever
+    from alerting.workers import run_workers
 
-    run_forever(_settings(args))
+    settings = _settings(args)
+    if args.workers is not None:
+        if args.workers < 1:
+            print("error: --workers needs at least 1", file=sys.stderr)
+            return 2
+        settings = settings.model_copy(update={"workers": args.workers})
+    if settings.workers > 1:
+        level = getattr(args, "log_level", "INFO")
+        return run_workers(settings, level, getattr(args, "log_format", "text"))
+    run_forever(settings)
     return 0
 
 

@@ -117,9 +117,18 @@ class Engine:
         self.set_fleet(fleet, now_ms)
 
     def set_fleet(self, fleet: Fleet, now_ms: int) -> None:
-        """Adopt a (re)loaded registry; new devices are watched from `now_ms`."""
+        """Adopt a (re)loaded registry; new devices are watched from `now_ms`.
+
+        Devices no longer in it (removed, or moved to an elder of another partition,
+        alerting.partition) are forgotten: their messages count as unknown and their silence
+        raises nothing.
+        """
         self._elders = {e.id: e for e in fleet.elders}
         self._centers = [(c.lat, c.lon) for c in fleet.care_centers]
+        kept = {d.id for d in fleet.devices}
+        for gone in [d for d in self._devices if d not in kept]:
+            del self._devices[gone]
+            self.health.unwatch(gone)
         for device in fleet.devices:
             if device.id not in self._devices:
                 self.health.watch(device.id, device.type, device.heartbeat_s, now_ms)

@@ -32,20 +32,18 @@ closed while no probe has confirmed its lock for two polls stops acting instead 
 paho reconnect and take the session back. (A broker restart during a database outage is read
 the same way: the holder stands by until the database returns, and then one process leads.)
 
-Partitioning instead (more than one active) works only when every message of a device goes
-to the same replica. On a clustered EMQX, `$share/alerting/…` with
-`broker.shared_subscription_strategy = hash_topic` keeps each topic on one replica while the
-group is stable; but a device publishes on three topics (telemetry, events, status), which
-hash apart, and the fall detector pairs a cane's windows with its `fall_detected` event and
-health pairs a Will with the device's other traffic, and inactivity, anomaly and the alert
-position combine all of an elder's devices. So partitioning needs: a repartition step that
-republishes every device message on one internal topic per elder (say
-`internal/alerting/{elder_id}`), which `hash_topic` then keeps on one replica
-(`hash_clientid` is no substitute: a gateway replaying a buffer publishes for many devices
-under its own client id); standby off (`ALERTING_STANDBY=false`) and a share group on that
-internal filter, each replica with its own client id; on every rebalance (a replica joins or
-leaves) each replica rebuilding the moved elders' state from stored history, as the start-up
-warm-up does; and ticks (silence, escalation) limited to the replica's own elders and alerts.
+Partitions (alerting.partition, `ALERTING_PARTITIONS`): to use more than one core, N
+processes each act for the elders whose id hashes to their partition k. Each subscribes to
+the whole stream under its own session (`<client id>-p<k>of<N>`) and drops the other
+partitions' messages by topic before decoding them; a shared subscription could not do this
+(Mosquitto's `$share` is round robin per message, and even EMQX's `hash_topic` would split a
+device's three topics and an elder's devices). Each partition has its own lock (the scope
+carries `-p<k>of<N>`), hence its own active and standby, and every partition's lock session
+holds this deployment's unpartitioned key in shared mode: an unpartitioned process and a
+partitioned set exclude each other. Two partitioned sets with different N do not; change N
+by stopping the old set first (the new one warms up from stored history and the broker
+sessions of the new client ids start empty, so catch-up replays the last
+`ALERTING_CATCHUP_S` from the database).
 """
 
 from __future__ import annotations
@@ -61,6 +59,7 @@ import paho.mqtt.client as paho
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from alerting.partition import Partition
 from ingest.pg import connect
 
 logger = logging.getLogger(__name__)
@@ -95,13 +94,33 @@ class Leadership:
         scope: what the lock is for within the schema (the topic prefix).
         poll_s: how often the standby tries the lock and the holder probes it.
         key: a fixed advisory-lock key, or None to derive one from the schema and `scope`.
+        partition: the partition this process acts for (alerting.partition). A partition's
+            lock is its own (the scope, or `key + 1 + k`, carries the partition), so each
+            partition has its own active and standby; every partition's lock session also
+            holds the deployment's own key in SHARED mode, so an unpartitioned process (which
+            takes it exclusively) and partitioned ones never act at the same time.
     """
 
-    def __init__(self, database_url: str, scope: str, poll_s: float, key: int | None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        scope: str,
+        poll_s: float,
+        key: int | None,
+        *,
+        partition: Partition | None = None,
+    ) -> None:
         self._url = _lock_url(database_url)
-        self._scope = scope
+        self.partition = partition or Partition()
+        self._scope = scope + self.partition.suffix
+        self._whole_scope = scope
+        # The deployment's key, held shared by partitions (None until derived).
+        self.whole_key: int | None = key
+        if key is not None and not self.partition.whole:
+            key += 1 + self.partition.index
         self.poll_s = poll_s
         self.key = key
+        self._shared = False
         self.lost = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._keeper: threading.Thread | None = None
@@ -187,6 +206,18 @@ class Leadership:
             row = self._conn.execute(_KEY_SQL, (self._scope,)).fetchone()
             assert row is not None
             self.key = int(row[0])
+        if not self.partition.whole and not self._shared:
+            if self.whole_key is None:
+                row = self._conn.execute(_KEY_SQL, (self._whole_scope,)).fetchone()
+                assert row is not None
+                self.whole_key = int(row[0])
+            # Taken once per session: shared locks stack, and the session keeps it.
+            row = self._conn.execute(
+                "SELECT pg_try_advisory_lock_shared(%s)", (self.whole_key,)
+            ).fetchone()
+            self._shared = bool(row and row[0])
+            if not self._shared:
+                return False  # an unpartitioned process is acting
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
         return bool(row and row[0])
 
@@ -219,6 +250,7 @@ class Leadership:
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
+        self._shared = False
         if conn is not None:
             try:
                 conn.close()

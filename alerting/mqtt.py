@@ -14,6 +14,7 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,8 @@ class Inbound:
     retain: bool = False
     # Received on the urgent session (and acknowledged on it).
     urgent: bool = False
+    # Another partition's (alerting.partition): acknowledged in order, never decoded.
+    foreign: bool = False
 
 
 _URGENT = (f"/{Channel.EVENTS.value}", f"/{Channel.STATUS.value}")
@@ -128,8 +131,13 @@ class AlertingMqtt:
         session_expiry_s: int,
         inbox: Inbox,
         subscribe: bool = True,
+        accept: Callable[[str], bool] | None = None,
     ) -> None:
         self._address = parse_mqtt_url(mqtt_url)
+        # Whether a topic's message is this partition's (None: all are); the others still
+        # pass the inbox, flagged, so each session's acknowledgements keep the order of its
+        # messages (MQTT 5 §4.6).
+        self._accept = accept
         self._subscribe = subscribe
         self._inbox = inbox
         self._session_expiry_s = session_expiry_s
@@ -294,9 +302,13 @@ class AlertingMqtt:
 
     def _on_message(self, session: _Session, msg: paho.MQTTMessage) -> None:
         # Blocks while the lane is full: paho stops reading and the broker keeps the rest.
+        topic = msg.topic
+        if self._accept is not None and not self._accept(topic):
+            self._inbox.put(Inbound(topic, b"", msg.mid, msg.qos, 0, False, session.urgent, True))
+            return
         self._inbox.put(
             Inbound(
-                msg.topic,
+                topic,
                 bytes(msg.payload),
                 msg.mid,
                 msg.qos,

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -26,6 +27,7 @@ from alerting.metrics import AlertingMetrics, LiveState
 from alerting.model import Action, Finding
 from alerting.mqtt import AlertingMqtt, Inbound, Inbox
 from alerting.outbox import Outbox, default_outbox_path, store_dead_letter
+from alerting.partition import Partition, TopicOwner
 from alerting.settings import AlertingSettings
 from alerting.warmup import learn_heart_rates, load_band_history, warm_movement
 from alerting.writer import AlertWriter
@@ -77,6 +79,7 @@ class ServiceStats:
     errors: int = 0
     caught_up: int = 0
     retained: int = 0  # retained replays received (handed to the engine flagged as such)
+    other_partition: int = 0  # received but another partition's (acknowledged unread)
     dead_lettered: int = 0
 
 
@@ -95,7 +98,11 @@ class AlertingService:
         self.stats = ServiceStats()
         self.ready = threading.Event()
         self.inbox = Inbox(settings.inbox_size)
-        self.outbox = Outbox(settings.outbox_path or default_outbox_path(settings.client_id))
+        self.partition = Partition(settings.partition, settings.partitions)
+        # Each partition has its own broker session and outbox (alerting.partition).
+        self.client_id = settings.client_id + self.partition.suffix
+        self.owner = TopicOwner(self.partition)
+        self.outbox = Outbox(_outbox_path(settings.outbox_path, self.client_id, self.partition))
         self.metrics = AlertingMetrics()
         self.metrics.bind(self._live)
         self.mqtt: AlertingMqtt | None = None
@@ -134,7 +141,11 @@ class AlertingService:
         self._fall_model()  # a second of work a standby does now, not after a failover
         while not stop.is_set():
             self.leader = Leadership(
-                s.database_url, s.topic_prefix, s.standby_poll_s, s.standby_lock_key
+                s.database_url,
+                s.topic_prefix,
+                s.standby_poll_s,
+                s.standby_lock_key,
+                partition=self.partition,
             )
             if not self.leader.acquire(stop):
                 self.leader.release()
@@ -178,12 +189,14 @@ class AlertingService:
             self.inbox = Inbox(s.inbox_size)
             mqtt = AlertingMqtt(
                 s.mqtt_url,
-                s.client_id,
-                # Active/standby consumes the whole stream: a plain persistent subscription.
-                group="" if s.standby else s.share_group,
+                self.client_id,
+                # Active/standby and partitions consume the whole stream: a plain persistent
+                # subscription (a partition drops the other partitions' messages itself).
+                group="" if s.standby or not self.partition.whole else s.share_group,
                 prefix=s.topic_prefix,
                 session_expiry_s=s.session_expiry_s,
                 inbox=self.inbox,
+                accept=None if self.partition.whole else self.owner,
             )
             if self.leader is not None:
                 for client in mqtt.clients:  # both sessions are the active's, fenced alike
@@ -208,8 +221,10 @@ class AlertingService:
     def _start(self, conn: psycopg.Connection[Any], mqtt: AlertingMqtt) -> None:
         s = self.settings
         now = self.clock()
-        fleet = load_fleet(conn)
+        whole = load_fleet(conn)
         conn.commit()
+        self.owner.set_devices(whole.devices)
+        fleet = self.partition.fleet(whole)
         model = self._fall_model()
         engine = Engine(
             fleet,
@@ -220,7 +235,9 @@ class AlertingService:
             fall_threshold=model.threshold,
         )
         dispatcher = Dispatcher(fleet.care_centers, s.deadlines_s(), s.reminder_s)
-        writer = AlertWriter(conn, dispatcher, mqtt.publish, s.topic_prefix)
+        writer = AlertWriter(
+            conn, dispatcher, mqtt.publish, s.topic_prefix, owns=self.partition.owns_elder
+        )
         self.engine, self.writer = engine, writer
         self._attach_outbox(conn, writer)
         self._reload_centers(conn, writer)
@@ -260,13 +277,19 @@ class AlertingService:
         )
         self.ready.set()
         logger.info(
-            "alerting ready: %d devices, %d active alerts", len(fleet.devices), len(writer.active)
+            "alerting ready%s: %d devices, %d active alerts",
+            ""
+            if self.partition.whole
+            else f" (partition {self.partition.index} of {self.partition.count})",
+            len(fleet.devices),
+            len(writer.active),
         )
 
     def _baselines(self, conn: psycopg.Connection[Any], engine: Engine, now: int) -> None:
         since = now - self.settings.baseline_days * 86_400_000
         for elder_id, hours in readback.hourly_baselines(conn, since).items():
-            engine.inactivity.set_baseline(elder_id, hours)
+            if self.partition.owns_elder(elder_id):
+                engine.inactivity.set_baseline(elder_id, hours)
 
     def _fall_model(self) -> FallModel:
         """The fall model, loaded once per process (a standby loads it before it leads)."""
@@ -291,6 +314,8 @@ class AlertingService:
         types = engine.device_types()
         cane_since = max(since_ms, now - _CANE_CATCHUP_MS)
         stored = readback.recent_messages(conn, types, since_ms, cane_since)
+        if not self.partition.whole:  # only this partition's devices
+            stored = [(r, m) for r, m in stored if engine.device(m.device_id) is not None]
         for recv_ms, message in stored:
             for action in engine.on_message(message, recv_ms):
                 writer.apply(action, self.clock())
@@ -417,7 +442,8 @@ class AlertingService:
     def _reload_fleet(self, conn: psycopg.Connection[Any]) -> None:
         assert self.engine is not None and self.writer is not None
         fleet: Fleet = self.writer.db(_committed, load_fleet, conn)
-        self.engine.set_fleet(fleet, self.clock())
+        self.owner.set_devices(fleet.devices)
+        self.engine.set_fleet(self.partition.fleet(fleet), self.clock())
 
     def _drain(self, stop: threading.Event, mqtt: AlertingMqtt, wait_s: float) -> None:
         """Handle what the inbox holds (up to _DRAIN_MAX), urgent lane first, then score the
@@ -431,7 +457,12 @@ class AlertingService:
         item = self.inbox.get(timeout=wait_s)
         while item is not None:
             items.append(item)
-            self._handle(item, stop)
+            if item.foreign:
+                self.stats.received += 1
+                self.stats.other_partition += 1
+                self.metrics.received.inc()
+            else:
+                self._handle(item, stop)
             if len(items) >= _DRAIN_MAX:
                 break
             item = self.inbox.get(timeout=0)
@@ -559,6 +590,8 @@ class AlertingService:
     def _suppressed(self) -> dict[str, int]:
         """Inputs not acted on, by reason: the engine's counters besides what it acted on."""
         out = {"invalid": self.stats.invalid}
+        if not self.partition.whole:
+            out["other_partition"] = self.stats.other_partition
         if self.engine is not None:
             stats = self.engine.stats
             for f in fields(stats):
@@ -570,6 +603,16 @@ class AlertingService:
     def raised(self) -> list[AlertRow]:
         """Alerts this run raised (newest last)."""
         return list(self.writer.raised) if self.writer else []
+
+
+def _outbox_path(configured: str, client_id: str, partition: Partition) -> str:
+    """The outbox file: configured, else per client id; a partition's gets its suffix."""
+    if not configured:
+        return default_outbox_path(client_id)
+    if partition.whole:
+        return configured
+    path = Path(configured)
+    return str(path.with_name(f"{path.stem}{partition.suffix}{path.suffix}"))
 
 
 def run_forever(settings: AlertingSettings) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.contract import Severity
@@ -65,6 +65,23 @@ class AlertingSettings(BaseSettings):
     warmup_anomaly_samples: int = 250
     # false under a least-privilege database role: `eldercare db migrate` runs the DDL.
     migrate_on_start: bool = True
+
+    # Partitions (alerting.partition): this process handles the elders whose id hashes to
+    # `partition` of `partitions`, with its own broker session, outbox and lock (an active
+    # and a standby per partition). 1: the whole district (the default).
+    partitions: int = Field(1, ge=1, le=64)
+    partition: int = Field(0, ge=0)
+    # `eldercare alerting` starts this many partition processes and supervises them
+    # (alerting.workers); 1: the service runs in the command's own process.
+    workers: int = Field(1, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _partition_in_range(self) -> AlertingSettings:
+        if self.partition >= self.partitions:
+            raise ValueError(
+                f"ALERTING_PARTITION={self.partition} needs ALERTING_PARTITIONS > {self.partition}"
+            )
+        return self
 
     def deadlines_s(self) -> dict[Severity, float]:
         """Escalation deadline per severity, in seconds."""

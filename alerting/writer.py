@@ -66,7 +66,18 @@ def to_active(alert: AlertRow) -> ActiveAlert:
 
 
 class AlertWriter:
-    """Keeps the active alerts in view and turns actions and moves into stored transitions."""
+    """Keeps the active alerts in view and turns actions and moves into stored transitions.
+
+    Args:
+        conn: the database.
+        dispatcher: routing and escalation policy.
+        publish: sends one alert feed message.
+        prefix: the topic prefix.
+        outbox: where alerts go while the database is down.
+        owns: whether an elder's alerts are this process's (its partition, alerting.partition);
+            only those are kept active here, escalated and reminded. Every partition's active
+            incidents count towards a centre's load, read from the database on each refresh.
+    """
 
     def __init__(
         self,
@@ -75,6 +86,7 @@ class AlertWriter:
         publish: Publish,
         prefix: str,
         outbox: Outbox | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self.conn = conn
         self.dispatcher = dispatcher
@@ -86,6 +98,9 @@ class AlertWriter:
         self.online = True
         self.centers: dict[str, CareCenter] = {}
         self.active: dict[str, AlertRow] = {}
+        self.owns = owns
+        # Active incidents per centre of the other partitions, as of the last refresh.
+        self.others_open: Counter[str] = Counter()
         self.raised: list[AlertRow] = []
         self.published = 0
         self.db_deadline_s: float | None = DB_DEADLINE_S
@@ -119,11 +134,24 @@ class AlertWriter:
 
     def refresh_active(self) -> None:
         """Reload the active alerts (other processes acknowledge and resolve them)."""
-        self.active = {a.alert_id: a for a in self.db(store.active_alerts, self.conn)}
+        alerts = self.db(store.active_alerts, self.conn)
+        if self.owns is None:
+            self.active = {a.alert_id: a for a in alerts}
+            return
+        owns = self.owns
+        self.active = {a.alert_id: a for a in alerts if owns(a.elder_id)}
+        self.others_open = Counter(
+            a.center_id for a in alerts if a.kind in INCIDENT_KINDS and not owns(a.elder_id)
+        )
 
     def open_counts(self) -> dict[str, int]:
-        """Active incidents (sos, fall, smoke, wandering) per centre: what uses capacity."""
-        return dict(Counter(a.center_id for a in self.active.values() if a.kind in INCIDENT_KINDS))
+        """Active incidents (sos, fall, smoke, wandering) per centre: what uses capacity.
+
+        Every partition's: ours live, the others' as of the last refresh (one tick old).
+        """
+        counts = Counter(a.center_id for a in self.active.values() if a.kind in INCIDENT_KINDS)
+        counts.update(self.others_open)
+        return dict(counts)
 
     def _route(self, lat: float, lon: float) -> tuple[str, float, bool, bool]:
         try:

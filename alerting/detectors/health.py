@@ -48,6 +48,13 @@ class HealthDetector:
         self._heartbeat_s[device_id] = heartbeat_s
         self._last_seen_ms[device_id] = max(self._last_seen_ms.get(device_id, 0), since_ms)
 
+    def unwatch(self, device_id: str) -> None:
+        """Stop watching a device (no longer registered here): its silence raises nothing."""
+        for table in (self._will_ms, self._heartbeat_s, self._types, self._last_seen_ms):
+            table.pop(device_id, None)
+        self._offline.discard(device_id)
+        self._low.discard(device_id)
+
     def mark_offline(self, device_id: str) -> None:
         """Note that an open alert already says this device is offline (state reload)."""
         self._offline.add(device_id)

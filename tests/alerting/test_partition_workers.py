@@ -101,7 +101,7 @@ def test_workers_are_supervised_restarted_after_a_crash_and_stopped_together(
         for k in (0, 1):
             parent.wait_for(f"alerting ready (partition {k} of 2)", 60)
         started = re.compile(r"alerting worker (\d) started \(pid (\d+)\)")
-        pids = dict(m.groups() for line in parent.lines if (m := started.search(line)))
+        pids = {m[1]: m[2] for line in parent.lines if (m := started.search(line))}
         victim = int(pids["0"])
         os.kill(victim, 9)
         parent.wait_for(f"alerting worker 0 (pid {victim}) exited with code -9; restarting", 20)

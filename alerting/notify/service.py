@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import random
 import threading
 import time
@@ -24,6 +25,7 @@ import psycopg
 import requests
 
 from alerting.notify import db, planner, senders
+from alerting.notify.metrics import NotifyMetrics
 from alerting.notify.policy import Channel, Outcome, backoff_ms, push_payload
 from alerting.notify.settings import NotifySettings
 from alerting.notify.vapid import load_key, public_key_b64
@@ -63,8 +65,10 @@ class Notifier:
         *,
         clock: Callable[[], int] = wall_ms,
         rng: random.Random | None = None,
+        metrics: NotifyMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or NotifyMetrics()
         self.clock = clock
         self.rng = rng or random.Random()
         self.key = load_key(settings)
@@ -98,6 +102,7 @@ class Notifier:
             if events:
                 db.move_cursor(conn, events[-1].event_id)
         if events:
+            self.metrics.planned.inc(len(events))
             self.wake_sender.set()
         return len(events)
 
@@ -109,12 +114,14 @@ class Notifier:
                     db.cursor_position(conn)
                     listen.execute(f"LISTEN {CHANNEL}")
                     while not self.stop_event.is_set():
+                        self.metrics.beat("plan")
                         while self.plan_once(conn) == PLAN_PAGE:
                             pass
                         for _ in listen.notifies(timeout=self.settings.poll_s, stop_after=1):
                             pass
             except psycopg.Error as exc:
                 logger.warning("notify: planner lost the database (%s); retrying", exc)
+                self.metrics.beat("plan", database_up=False)
                 self.stop_event.wait(1.0)
 
     # -- sending ----------------------------------------------------------------------------
@@ -178,6 +185,8 @@ class Notifier:
         voice = db.voice_state(conn, voice_ids) if voice_ids else {}
         results = list(self._pool.map(lambda c: self._attempt(c, voice), claimed))
         db.record(conn, results, self.clock())
+        for c, result in zip(claimed, results, strict=True):
+            self.metrics.attempts.labels(str(c.channel), result.outcome.value).inc()
         return len(claimed)
 
     def _send_loop(self) -> None:
@@ -185,11 +194,13 @@ class Notifier:
             try:
                 with self._connect() as conn:
                     while not self.stop_event.is_set():
+                        self.metrics.beat("send")
                         if self.send_once(conn) == 0:
                             self.wake_sender.wait(self.settings.poll_s)
                             self.wake_sender.clear()
             except psycopg.Error as exc:
                 logger.warning("notify: sender lost the database (%s); retrying", exc)
+                self.metrics.beat("send", database_up=False)
                 self.stop_event.wait(1.0)
 
     # -- life cycle -------------------------------------------------------------------------
@@ -203,13 +214,24 @@ class Notifier:
         for thread in self._threads:
             thread.start()
 
+    def live_within_s(self) -> float:
+        """How long a loop may go without a round before /healthz fails: the longest round of
+        attempts (`batch` claims over `workers` threads, each up to `http_timeout_s`) plus 60 s."""
+        s = self.settings
+        return 60.0 + s.http_timeout_s * math.ceil(s.batch / s.workers)
+
     def run(self, stop: threading.Event) -> None:
-        """Run until `stop` is set (the shape of the other services' `run`)."""
+        """Run until `stop` is set (the shape of the other services' `run`); serves /metrics,
+        /healthz and /readyz on `NOTIFY_METRICS_HOST`:`NOTIFY_METRICS_PORT` when a port is set."""
+        s = self.settings
+        if s.metrics_port is not None:
+            self.metrics.serve(s.metrics_port, s.metrics_host, self.live_within_s())
         self.start()
         try:
             stop.wait()
         finally:
             self.stop()
+            self.metrics.close()
 
     def stop(self) -> None:
         """Stop both threads (an attempt in flight finishes first)."""

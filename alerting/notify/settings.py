@@ -50,6 +50,11 @@ class NotifySettings(BaseSettings):
     allow_http_loopback: bool = False
     # An outbound HTTP(S) proxy for push services and gateways, if the site needs one.
     proxy_url: str | None = None
+    # /metrics, /healthz and /readyz (alerting.notify.metrics); None: not served. Bound to
+    # metrics_host: loopback unless told otherwise (a scraper in another container needs
+    # 0.0.0.0, see docker-compose.yml).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("vapid_subject")
     @classmethod

@@ -105,6 +105,7 @@ def test_metrics_listen_on_the_compose_network_and_are_never_published() -> None
     services = _services()
     served = {"ingest": ("INGEST_METRICS_HOST", "9100")}
     served |= {n: ("ALERTING_METRICS_HOST", "9101") for n in ("alerting", "alerting-standby")}
+    served["notify"] = ("NOTIFY_METRICS_HOST", "9102")
     for name, (var, port) in served.items():
         svc = services[name]
         assert svc["environment"].get(var) == "0.0.0.0", f"{name}: {var} not set for scraping"

@@ -7,12 +7,18 @@ from __future__ import annotations
 import fcntl
 import socket
 import struct
+import threading
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from alerting.metrics import AlertingMetrics, LiveState
+from alerting.notify.metrics import NotifyMetrics
+from alerting.notify.service import Notifier
+from alerting.notify.settings import NotifySettings
 from alerting.settings import AlertingSettings
 from ingest.db import connect
 from ingest.metrics import IngestMetrics
@@ -54,13 +60,16 @@ def _state() -> LiveState:
 def test_defaults_are_loopback() -> None:
     assert IngestSettings().metrics_host == "127.0.0.1"
     assert AlertingSettings().metrics_host == "127.0.0.1"
+    assert NotifySettings().metrics_host == "127.0.0.1"
 
 
 def test_settings_read_the_host_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INGEST_METRICS_HOST", "0.0.0.0")
     monkeypatch.setenv("ALERTING_METRICS_HOST", "0.0.0.0")
+    monkeypatch.setenv("NOTIFY_METRICS_HOST", "0.0.0.0")
     assert IngestSettings().metrics_host == "0.0.0.0"
     assert AlertingSettings().metrics_host == "0.0.0.0"
+    assert NotifySettings().metrics_host == "0.0.0.0"
 
 
 def test_alerting_listener_default_is_loopback_only() -> None:
@@ -121,3 +130,76 @@ def test_ingest_service_serves_metrics_on_loopback_only(
         assert _answers("127.0.0.1", port, "/metrics")
         assert not _answers(outside, port, "/metrics"), f"/metrics answers on {outside}"
     assert not _answers("127.0.0.1", port, "/metrics"), "still served after the service stopped"
+
+
+def _status(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_notify_listener_default_is_loopback_only() -> None:
+    outside = _network_address()
+    metrics = NotifyMetrics()
+    port = metrics.serve(0, NotifySettings().metrics_host)
+    try:
+        assert _answers("127.0.0.1", port, "/healthz")
+        assert not _answers(outside, port, "/healthz"), f"/healthz answers on {outside}"
+        assert not _answers(outside, port, "/metrics"), f"/metrics answers on {outside}"
+    finally:
+        metrics.close()
+
+
+def test_notify_health_follows_its_loops() -> None:
+    now = [0.0]
+    metrics = NotifyMetrics(monotonic=lambda: now[0])
+    port = metrics.serve(0, live_within_s=60.0)
+    try:
+        assert _status(port, "/healthz") == 200  # young process
+        assert _status(port, "/readyz") == 503  # no loop connected yet
+        metrics.beat("plan")
+        metrics.beat("send")
+        assert _status(port, "/readyz") == 200
+        now[0] = 30.0
+        metrics.beat("send", database_up=False)  # the sender lost the database
+        assert _status(port, "/readyz") == 503
+        assert _status(port, "/healthz") == 200
+        now[0] = 61.0  # the planner has not gone round for 61 s
+        assert _status(port, "/healthz") == 503
+        assert _status(port, "/nowhere") == 404
+    finally:
+        metrics.close()
+
+
+def test_notify_service_serves_health_on_loopback_only(schema_url: str, tmp_path: Path) -> None:
+    outside = _network_address()
+    with connect(schema_url) as conn:
+        apply_migrations(conn)
+    settings = NotifySettings(
+        database_url=schema_url,
+        vapid_key_path=tmp_path / "vapid.pem",
+        poll_s=0.2,
+        metrics_port=0,
+    )
+    notifier = Notifier(settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=notifier.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while notifier.metrics.port is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        port = notifier.metrics.port
+        assert port is not None
+        while _status(port, "/readyz") != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _status(port, "/readyz") == 200
+        assert _status(port, "/healthz") == 200
+        assert not _answers(outside, port, "/healthz"), f"/healthz answers on {outside}"
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert not _answers("127.0.0.1", port, "/healthz"), "still served after the notifier stopped"

@@ -53,7 +53,8 @@ class AlertingSettings(BaseSettings):
     db_deadline_s: float | None = 5.0
 
     # Active/standby (alerting.leader): only the holder of a PostgreSQL advisory lock acts.
-    # false: every process acts (only with a per-device partitioned broker, see leader.py).
+    # false: the process acts without the lock (only when no other process acts for its
+    # partition: nothing then stops two from handling the same elders).
     standby: bool = True
     # None: a key derived from the schema and the topic prefix (one lock per deployment).
     standby_lock_key: int | None = None

@@ -6,13 +6,20 @@ subscriber, bench/ceiling.py), the alerting service draining them (C publishers 
 alerting, from the first publish until the service has handled the last), and the ratio.
 Every band has a fitted anomaly model before the timed part, as in steady operation.
 
+`--workers 1,2` runs the service as 1, then 2 partition processes (alerting.partition: each
+receives every message and handles its own elders'); a kind counts as drained when every
+worker has taken the last message and scored its heart rates. The machine's load average at
+the start is printed: figures taken while other work runs are lower bounds.
+
 Usage: python bench/bench_alerting.py [--bands 200] [--per-device 200] [--canes 100]
+    [--workers 1,2]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing as mp
 import os
 import random
 import tempfile
@@ -20,6 +27,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from ceiling import Stream, c_publish, raw_ceiling
@@ -115,6 +123,155 @@ def events(fleet: Fleet, per_device: int, seq0: int, ts0: int) -> Stream:
     ]
 
 
+class Workers:
+    """N partition processes of the service, each reporting its progress in shared memory."""
+
+    def __init__(self, url: str, port: int, count: int, ts0: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.stop = ctx.Event()
+        self.ready = [ctx.Event() for _ in range(count)]
+        # Per worker: received, heart rates pending, fitted models, errors + invalid.
+        self.state = [ctx.Array("q", 4, lock=False) for _ in range(count)]
+        client = f"bench-alerting-{uuid.uuid4().hex[:6]}"
+        self.procs = [
+            ctx.Process(
+                target=_worker,
+                args=(url, port, k, count, client, ts0, self.ready[k], self.state[k], self.stop),
+                daemon=True,
+            )
+            for k in range(count)
+        ]
+        for proc in self.procs:
+            proc.start()
+        for k, ready in enumerate(self.ready):
+            assert ready.wait(180), f"alerting worker {k} did not become ready"
+
+    def received(self) -> int:
+        """Messages the slowest worker has taken."""
+        return min(int(s[0]) for s in self.state)
+
+    def busy(self) -> bool:
+        """Whether a worker still has heart rates to score."""
+        return any(s[1] for s in self.state)
+
+    def fitted(self) -> int:
+        """Fitted anomaly models over every worker."""
+        return sum(int(s[2]) for s in self.state)
+
+    def errors(self) -> int:
+        return sum(int(s[3]) for s in self.state)
+
+    def close(self) -> None:
+        self.stop.set()
+        for proc in self.procs:
+            proc.join(20)
+
+
+def _worker(
+    url: str,
+    port: int,
+    index: int,
+    count: int,
+    client: str,
+    ts0: int,
+    ready: Any,
+    state: Any,
+    stop: Any,
+) -> None:
+    """One partition: the service in a thread, its bands taught a history, progress shared."""
+    settings = AlertingSettings(
+        database_url=url,
+        mqtt_url=f"mqtt://127.0.0.1:{port}",
+        topic_prefix=PREFIX,
+        client_id=client,
+        share_group="",
+        standby=False,
+        metrics_port=None,
+        session_expiry_s=0,  # no queue kept for a finished run's session
+        partitions=count,
+        partition=index,
+    )
+    service = AlertingService(settings)
+    halt = threading.Event()
+    thread = threading.Thread(target=service.run, args=(halt,), daemon=True)
+    thread.start()
+    if not service.ready.wait(120):
+        return
+    engine = service.engine
+    assert engine is not None
+    rng = random.Random(index)
+    for device_id, dtype in engine.device_types().items():
+        device = engine.device(device_id)
+        if dtype is DeviceType.BAND and device is not None:
+            for k in range(250):
+                ts = ts0 - (250 - k) * 60_000
+                engine.anomaly.learn(device.elder_id, ts, rng.gauss(72, 5), rng.randint(0, 30))
+    ready.set()
+    while not stop.wait(0.005):
+        state[0] = service.stats.received
+        state[1] = engine.anomaly.pending()
+        state[2] = len(engine.anomaly.pool)
+        state[3] = service.stats.errors + service.stats.invalid
+    halt.set()
+    thread.join(10)
+
+
+def drain_workers(port: int, workers: Workers, stream: Stream) -> float:
+    """Messages/s from the first C publish until every worker has taken the last."""
+    target = workers.received() + len(stream)
+    started, _ = c_publish(port, stream)
+    while workers.received() < target or workers.busy():
+        time.sleep(0.002)
+    return len(stream) / (time.perf_counter() - started)
+
+
+def run_workers(
+    url: str, port: int, count: int, fleet: Fleet, kinds: dict[str, Stream], ts0: int
+) -> dict[str, float]:
+    """Msg/s per kind with `count` partition processes (fitted anomaly models first)."""
+    rng = random.Random(2)
+    workers = Workers(url, port, count, ts0)
+    try:
+        bands = sum(d.type is DeviceType.BAND for d in fleet.devices)
+        drain_workers(port, workers, fixes(fleet, 1, 0, ts0, rng))
+        while workers.fitted() < bands:
+            time.sleep(0.01)
+        out = {kind: drain_workers(port, workers, stream) for kind, stream in kinds.items()}
+        assert workers.errors() == 0, "errors or invalid messages in a worker"
+        return out
+    finally:
+        workers.close()
+
+
+def report_workers(
+    url: str,
+    port: int,
+    counts: list[int],
+    fleet: Fleet,
+    kinds: dict[str, Stream],
+    raw: dict[str, float],
+    ts0: int,
+) -> None:
+    """Print msg/s per kind for each worker count beside the raw ceiling of the same run."""
+    load = os.getloadavg()
+    print(
+        f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cores"
+    )
+    rates = {n: run_workers(url, port, n, fleet, kinds, ts0) for n in counts}
+    print(
+        f"{'kind':20s} {'workers':>7s} {'messages':>9s} {'raw C->C':>10s}"
+        f" {'alerting':>10s} {'ratio':>6s}"
+    )
+    for kind, stream in kinds.items():
+        for n in counts:
+            rate = rates[n][kind]
+            print(
+                f"{kind:20s} {n:7d} {len(stream):9d} {raw[kind]:10.0f} {rate:10.0f}"
+                f" {rate / raw[kind]:6.2f}"
+            )
+    print("ratio: alerting msg/s / raw QoS 1 ceiling (C publishers -> broker -> C subscriber)")
+
+
 def drain(port: int, service: AlertingService, stream: Stream) -> float:
     """Messages/s from the first C publish until the service has handled the last."""
     target = service.stats.received + len(stream)
@@ -157,6 +314,12 @@ def main() -> None:
     parser.add_argument("--per-device", type=int, default=200, help="fixes per band")
     parser.add_argument("--canes", type=int, default=100)
     parser.add_argument("--windows", type=int, default=100, help="windows per cane")
+    parser.add_argument(
+        "--workers",
+        default="",
+        help="comma-separated partition process counts, e.g. 1,2 (default: the service in"
+        " this process, as before)",
+    )
     args = parser.parse_args()
     rng = random.Random(1)
     fleet = make_fleet(args.bands, args.canes)
@@ -175,6 +338,10 @@ def main() -> None:
         raw: dict[str, float] = {}
         for kind, stream in kinds.items():
             raw[kind] = raw_ceiling(port, stream)
+        if args.workers:
+            counts = [int(n) for n in args.workers.split(",")]
+            report_workers(url, port, counts, fleet, kinds, raw, ts0)
+            return
         settings = AlertingSettings(
             database_url=url,
             mqtt_url=f"mqtt://127.0.0.1:{port}",

@@ -52,6 +52,8 @@ QUANTILES = np.linspace(0.0, 1.0, 21)
 REPORT_Q = (5, 25, 50, 75, 95)
 SIM_SEED = 424_242  # a stream of its own: never a training or scoring seed
 SIM_PER_KIND = 300
+# What the recordings cannot calibrate, appended to the report as written (see its section).
+NOTES_PATH = Path(__file__).with_name("calibration_notes.md")
 
 
 def physical(samples: NDArray[np.float64], rate_hz: float) -> NDArray[np.float64]:
@@ -176,6 +178,7 @@ def report(data: SisFall) -> str:
             *_table("Physical parameters", PARAMS, real_p, sim_p),
             *_table("Fall-model features", FEATURE_NAMES, real_f, sim_f),
         ]
+    lines.append(NOTES_PATH.read_text(encoding="utf-8").rstrip("\n"))
     return "\n".join(lines)
 
 

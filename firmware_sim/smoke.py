@@ -5,7 +5,9 @@ A flaming fire grows roughly as t² (the "t-squared" design fire of NFPA 72 / BS
 so its smoke and heat keep rising until it is put out. Cooking fumes and shower steam
 rise, hold for a while and then decay; only a few per cent of cooking events reach an
 alarm threshold, steam more often (data README: 1–11 % of cooking events; steam is a
-large share of nuisance alarms).
+large share of nuisance alarms). How long a nuisance stays above an alarm threshold was not
+found in the sources at hand, so the rise and hold times below are unfitted modelling
+choices (docs/calibration.md, "Smoke nuisances"); they are not shortened to suit a detector.
 """
 
 from __future__ import annotations

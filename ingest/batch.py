@@ -20,6 +20,7 @@ from gateway import (
     decode,
     parse_device_topic,
 )
+from gateway.contract import TOPIC_ROOT
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +257,10 @@ def check_storable(message: Message) -> None:
     elif isinstance(message, CaneTelemetry):
         _check_float4(message.hacc_m, "hacc_m")
         _check_int32(message.hr_bpm, "hr_bpm")
-        if any(abs(c) > _FLOAT4_MAX for sample in message.accel_g for c in sample):
+        # Per sample max and min in C (100-sample windows: one Python step per sample, not
+        # per coordinate).
+        samples = message.accel_g
+        if max(map(max, samples)) > _FLOAT4_MAX or min(map(min, samples)) < -_FLOAT4_MAX:
             raise PayloadError(ReasonCode.BAD_SCHEMA, "accel_g is beyond the storable range")
     elif isinstance(message, Status):
         _check_float4(message.rssi_dbm, "rssi_dbm")
@@ -323,7 +327,12 @@ def unknown_devices(
 ) -> set[str]:
     """Device ids on well-formed topics that the registry does not know (to trigger a reload)."""
     out: set[str] = set()
+    head = f"{prefix}{TOPIC_ROOT}/devices/"
     for item in items:
+        # Fast path for the common case: a registered id (registered ids are valid ones).
+        topic = item.topic
+        if topic.startswith(head) and topic[len(head) :].partition("/")[0] in registry:
+            continue
         try:
             device_id = parse_device_topic(item.topic, prefix).device_id
         except PayloadError:

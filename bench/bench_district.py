@@ -302,7 +302,8 @@ class CpuMeter:
         out = {}
         for pid in pids:
             with suppress(psutil.Error):
-                for p in tree(pid):
+                # This process is the parent of everything else: itself only.
+                for p in [psutil.Process(pid)] if pid == os.getpid() else tree(pid):
                     t = p.cpu_times()
                     out[p.pid] = t.user + t.system
         return out

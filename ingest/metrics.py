@@ -1,10 +1,11 @@
 """Prometheus metrics of the ingest service (own registry, so several services can coexist).
 
-`/metrics` on `INGEST_METRICS_HOST`:`INGEST_METRICS_PORT` (127.0.0.1 by default: metrics are
-for a scraper on the same host or network namespace; docker-compose.yml sets 0.0.0.0 so a
-Prometheus on the compose network can scrape). Besides the write counters it carries the
-state of TimescaleDB's background jobs (`TimescaleJobs`), read from the database at most every
-`INGEST_JOBS_REFRESH_S` seconds.
+`/metrics`, `/healthz` (live) and `/readyz` (ready: subscribed and the database connected; see
+`IngestService.health`) on `INGEST_METRICS_HOST`:`INGEST_METRICS_PORT` (127.0.0.1 by default:
+metrics are for a scraper on the same host or network namespace; docker-compose.yml sets
+0.0.0.0 so a Prometheus on the compose network can scrape). Besides the write counters it
+carries the state of TimescaleDB's background jobs (`TimescaleJobs`), read from the database at
+most every `INGEST_JOBS_REFRESH_S` seconds.
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from wsgiref.simple_server import WSGIServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -91,7 +98,7 @@ class IngestMetrics:
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     port: int | None = None  # the port served, once `serve` ran
-    _server: WSGIServer | None = field(default=None, repr=False)
+    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
     _jobs: TimescaleJobs | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -130,13 +137,21 @@ class IngestMetrics:
             self.stored.labels(kind.value)
             self.duplicates.labels(kind.value)
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Serve /metrics on `host`:`port` (0: any free port) in a daemon thread.
+    def serve(
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        health: Callable[[], tuple[bool, bool]] | None = None,
+    ) -> int:
+        """Serve /metrics, /healthz and /readyz on `host`:`port` (0: any free port) in a daemon
+        thread.
 
         Args:
             port: TCP port.
             host: address to bind; 127.0.0.1 (the default) keeps it off the network,
                 0.0.0.0 serves every interface.
+            health: (live, ready) at request time; /healthz and /readyz answer 200 when true,
+                else 503. None: both 200 while serving.
 
         Returns:
             The port served.
@@ -144,7 +159,32 @@ class IngestMetrics:
         Raises:
             OSError: the address is taken or cannot be bound.
         """
-        self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                    return
+                if self.path not in ("/healthz", "/readyz"):
+                    self._reply(404, b"not found\n")
+                    return
+                live, ready = health() if health is not None else (True, True)
+                ok = live if self.path == "/healthz" else ready
+                self._reply(200 if ok else 503, b"ok\n" if ok else b"unavailable\n")
+
+            def _reply(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                logger.debug("metrics: %s", format % args)
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
         self.port = int(self._server.server_address[1])
         return self.port
 

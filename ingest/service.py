@@ -14,6 +14,7 @@ from functools import partial
 from typing import TypeVar
 
 from gateway import DeviceType, ReasonCode
+from ingest import pg
 from ingest.batch import Batch, DeadLetter, Inbound, build_batch, unknown_devices
 from ingest.db import REJECTED, RETRYABLE, BatchWriter, Conn, WriteResult, connect
 from ingest.metrics import IngestMetrics
@@ -25,6 +26,10 @@ from ingest.settings import IngestSettings
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# /healthz fails when the loop has not gone round for this long: a round is one batch write and
+# at most one registry reload, each bounded by the statement timeout (30 s, ingest.pg), plus 60 s.
+LIVE_WITHIN_S = 60.0 + 2 * pg.DEFAULT_STATEMENT_TIMEOUT_MS / 1000.0
 
 
 # Conversion errors of a value while it is written (a driver dumper refusing it): the rows'
@@ -79,16 +84,34 @@ class IngestService:
         self._registry_at = 0.0
         self._subscription: Subscription | None = None
         self.ready = threading.Event()
+        self._tick = time.monotonic()  # the last round of the loop or of a retry
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, then flush what was received and disconnect."""
         if self.settings.metrics_port is not None:
             self.metrics.watch_jobs(self.settings.database_url, self.settings.jobs_refresh_s)
-            self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host)
+            self.metrics.serve(self.settings.metrics_port, self.settings.metrics_host, self.health)
         try:
             self._consume(stop)
         finally:
             self.metrics.close()
+
+    def health(self) -> tuple[bool, bool]:
+        """(live, ready) for /healthz and /readyz.
+
+        Live: the loop (or a database retry) went round within LIVE_WITHIN_S. Ready: started,
+        subscribed on the broker, and connected to the database.
+        """
+        live = time.monotonic() - self._tick <= LIVE_WITHIN_S
+        sub, conn = self._subscription, self._conn
+        ready = (
+            self.ready.is_set()
+            and sub is not None
+            and sub.subscribed.is_set()
+            and conn is not None
+            and not conn.closed
+        )
+        return live, ready
 
     def _consume(self, stop: threading.Event) -> None:
         self._db_ready(stop)
@@ -99,6 +122,7 @@ class IngestService:
         self.ready.set()
         try:
             while not stop.is_set():
+                self._tick = time.monotonic()
                 items = self._collect(stop)
                 if items:
                     self._handle(items, stop)
@@ -229,6 +253,7 @@ class IngestService:
         delay = self.settings.reconnect_min_s
         give_up: float | None = None
         while True:
+            self._tick = time.monotonic()
             try:
                 if self._conn is None or self._conn.closed:
                     self._open()

@@ -128,6 +128,9 @@ def test_ingest_service_serves_metrics_on_loopback_only(
         port = service.metrics.port
         assert port
         assert _answers("127.0.0.1", port, "/metrics")
+        assert _status(port, "/healthz") == 200
+        assert _status(port, "/readyz") == 200
+        assert _status(port, "/nowhere") == 404
         assert not _answers(outside, port, "/metrics"), f"/metrics answers on {outside}"
     assert not _answers("127.0.0.1", port, "/metrics"), "still served after the service stopped"
 
@@ -203,3 +206,17 @@ def test_notify_service_serves_health_on_loopback_only(schema_url: str, tmp_path
         thread.join(30)
     assert not thread.is_alive()
     assert not _answers("127.0.0.1", port, "/healthz"), "still served after the notifier stopped"
+
+
+def test_ingest_health_answers_what_the_service_reports() -> None:
+    state = [(True, False)]
+    metrics = IngestMetrics()
+    port = metrics.serve(0, health=lambda: state[0])
+    try:
+        assert _status(port, "/healthz") == 200
+        assert _status(port, "/readyz") == 503
+        state[0] = (False, True)
+        assert _status(port, "/healthz") == 503
+        assert _status(port, "/readyz") == 200
+    finally:
+        metrics.close()

@@ -700,6 +700,9 @@ def main() -> None:
             startup(args.startup_devices, port, work, idle)
     finally:
         stop(broker)
+        for path in work.glob("*.tsv"):  # recordings (hundreds of MB at 100,000 elders)
+            path.unlink()
+        print(f"service logs and alert captures: {work}")
 
 
 if __name__ == "__main__":

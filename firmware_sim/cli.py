@@ -104,6 +104,11 @@ def _record(args: argparse.Namespace) -> int:
     from firmware_sim.record import record
     from gateway import FleetError, parse_fleet
 
+    if args.faults:
+        print(
+            "eldercare sim record: --faults is not supported (payloads stay valid)", file=sys.stderr
+        )
+        return 2
     start_ms = args.start_ms
     if start_ms is None:  # replayed at >= 1x right away, ts never passes the real clock
         start_ms = int(time.time() * 1000) - int(args.duration * 1000)

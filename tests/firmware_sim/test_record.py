@@ -123,3 +123,5 @@ def test_command_line(fleet: Fleet, tmp_path: Path) -> None:
         eldercare_main(["sim", "record", str(fleet_file), "--out", str(out), "--duration", "0"])
         == 2
     )
+    faulty = ["sim", "record", str(fleet_file), "--out", str(out), "--duration", "60"]
+    assert eldercare_main([*faulty, "--faults", "0.01"]) == 2

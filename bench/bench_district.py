@@ -666,6 +666,8 @@ def main() -> None:
             f"in {t_rec:.1f} s ({args.duration / t_rec:.0f}x real time)"
         )
         ceiling = replay_ceiling(exe, port, recording, stats.messages)
+        if stats.messages < 20_000:
+            print("(fewer than 20,000 messages: the ceilings below are mostly start-up time)")
         sample = [
             (line.split(b"\t")[3].decode(), line.split(b"\t", 4)[4])
             for line in recording.read_bytes().splitlines()[:20000]

@@ -7,6 +7,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import fields
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -33,9 +34,14 @@ from gateway.messages import (
 from gateway.topics import device_topic, parse_device_topic
 
 _INT64_MAX = 2**63 - 1
-# orjson reads integers beyond 64 bits as floats; a run of 20 digits sends a payload to the
-# standard parser, which keeps them integers.
-_LONG_DIGITS = re.compile(r"\d{20}")
+# orjson reads an integer literal outside [-2**63, 2**64 - 1] as the float nearest to it
+# (correctly rounded, as float(int) does; one too large for a float is refused as infinity),
+# where the standard parser keeps an int. Such a float is <= -2**63 or >= 2**64; decode() reads
+# the payload again with the standard parser only when an integer field holds one (_LongInt).
+# parse_json_object() sends any run of 19 digits (the shortest such literal,
+# -9223372036854775809) to the standard parser instead.
+_INT_FLOAT_LO, _INT_FLOAT_HI = -(2.0**63), 2.0**64
+_LONG_DIGITS = re.compile(r"\d{19}")
 Registry = Mapping[str, DeviceType] | Callable[[str], DeviceType | None]
 
 
@@ -47,30 +53,52 @@ def _reject_constant(name: str) -> Any:
     raise PayloadError(ReasonCode.BAD_JSON, f"{name} is not valid JSON")
 
 
+class _LongInt(Exception):
+    """An integer field holds a float orjson may have made of a literal beyond 64 bits."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _text(payload: bytes) -> str:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(ReasonCode.TOO_LARGE, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(ReasonCode.BAD_JSON, f"not UTF-8 at byte {exc.start}") from exc
+
+
+def _object(obj: Any) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise _bad(f"payload is a JSON {type(obj).__name__}, not an object")
+    return obj
+
+
+def _fast_loads(text: str) -> Any:
+    # orjson is several times faster; whatever it refuses (NaN, lone surrogates, deep
+    # nesting, numbers too large for a float) goes through the standard parser, whose
+    # verdict and reason codes are the contract's. Long integers: see _INT_FLOAT_LO.
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _stdlib_loads(text)
+
+
 def parse_json_object(payload: bytes) -> dict[str, Any]:
     """Parse a contract payload: at most 16 KiB of UTF-8 JSON holding one object.
+
+    Returns exactly what the standard library's `json.loads` returns (integers of any
+    length stay integers).
 
     Raises:
         PayloadError: `too_large`, `bad_json`, or `bad_schema` when it is not an object.
     """
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadError(ReasonCode.TOO_LARGE, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(ReasonCode.BAD_JSON, f"not UTF-8 at byte {exc.start}") from exc
-    try:
-        # orjson is several times faster; whatever it refuses (NaN, lone surrogates, deep
-        # nesting) or would read differently (long integers) goes through the standard
-        # parser, whose verdict and reason codes are the contract's.
-        if _LONG_DIGITS.search(text):
-            raise orjson.JSONDecodeError("long integer", text, 0)
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        obj = _stdlib_loads(text)
-    if not isinstance(obj, dict):
-        raise _bad(f"payload is a JSON {type(obj).__name__}, not an object")
-    return obj
+    text = _text(payload)
+    if _LONG_DIGITS.search(text):
+        return _object(_stdlib_loads(text))
+    return _object(_fast_loads(text))
 
 
 def _stdlib_loads(text: str) -> Any:
@@ -85,6 +113,8 @@ def _stdlib_loads(text: str) -> Any:
 def _int(obj: Mapping[str, Any], key: str, *, lo: int = 0, hi: int = _INT64_MAX) -> int:
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, int):
+        if type(value) is float and not _INT_FLOAT_LO < value < _INT_FLOAT_HI:
+            raise _LongInt(key)
         raise _bad(f"{key} must be an integer")
     if not lo <= value <= hi:
         raise _bad(f"{key} must be in {lo}..{hi}")
@@ -140,13 +170,14 @@ def _accel(value: Any) -> tuple[Accel, ...]:
     if not isinstance(value, list) or not value:
         raise _bad("accel_g must be a non-empty list of [x, y, z]")
     # The common window: lists of three JSON floats (finite, since JSON has no NaN or
-    # infinity and a finite sum rules out overflowed literals). Anything else is checked
-    # sample by sample below, with the reason of the first bad one.
-    if all(type(t) is list and len(t) == 3 for t in value):
-        flat = [c for t in value for c in t]
-        if all(type(c) is float for c in flat) and math.isfinite(sum(flat)):
-            it = iter(flat)
-            return tuple(zip(it, it, it, strict=True))
+    # infinity and a finite sum rules out overflowed literals), checked by C loops (map,
+    # count, sum). Anything else is checked sample by sample below, with the reason of the
+    # first bad one.
+    n = len(value)
+    if list(map(type, value)).count(list) == n and list(map(len, value)).count(3) == n:
+        flat = list(chain.from_iterable(value))
+        if list(map(type, flat)).count(float) == 3 * n and math.isfinite(sum(flat)):
+            return tuple(map(tuple, value))
     samples: list[Accel] = []
     for i, triple in enumerate(value):
         if not isinstance(triple, list) or len(triple) != 3:
@@ -267,8 +298,15 @@ def decode(
         PayloadError: with the contract's reason code; no other exception escapes.
     """
     where = parse_device_topic(topic, prefix)
-    obj = parse_json_object(payload)
-    message = _body(obj, where.device_id, where.channel)
+    text = _text(payload)
+    try:
+        message = _body(_object(_fast_loads(text)), where.device_id, where.channel)
+    except _LongInt:
+        # Rare: read it as the standard parser does, where such a literal is an int.
+        try:
+            message = _body(_object(_stdlib_loads(text)), where.device_id, where.channel)
+        except _LongInt as exc:  # a float literal after all
+            raise _bad(f"{exc.key} must be an integer") from None
     if registry is not None:
         registered = _lookup(registry, where.device_id)
         if registered is None:

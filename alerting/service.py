@@ -21,6 +21,7 @@ import psycopg
 from alerting.dispatch import Dispatcher
 from alerting.engine import Engine, finding_actions
 from alerting.fall_model import FallModel, load_fall_model
+from alerting.fleet_reload import FleetReloader
 from alerting.leader import Leadership, fence_on_takeover
 from alerting.lifecycle import AlertRow
 from alerting.metrics import AlertingMetrics, LiveState
@@ -38,7 +39,7 @@ from gateway.fleet import Fleet
 from gateway.messages import BandTelemetry
 from ingest import pg, readback
 from ingest.migrate import apply_migrations
-from ingest.registry import load_centers_on_duty, load_fleet
+from ingest.registry import load_centers_on_duty, load_fleet, registry_version
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ Clock = Callable[[], int]
 T = TypeVar("T")
 # Cane windows are bulky: catch the fall detector up on the last minute only.
 _CANE_CATCHUP_MS = 60_000
-_FLEET_RELOAD_S = 10.0
 # Engine counters of what it acted on; every other counter is an input it suppressed.
 _ACTED_ON = frozenset({"messages", "triggers", "clears"})
 _START_BACKOFF_MAX_S = 30.0
@@ -117,6 +117,8 @@ class AlertingService:
         self._halt = threading.Event()  # set when this process must stop acting
         self._acting = False  # False while standing by: health is then the standby loop's
         self._model: FallModel | None = None
+        self._registry_version: int | None = None
+        self._fleet_reload: FleetReloader | None = None
 
     def run(self, stop: threading.Event) -> None:
         """Stand by until this process holds the alerting lock, then act until `stop`.
@@ -167,9 +169,16 @@ class AlertingService:
             return
         conn, mqtt = started
         self._last_tick_mono, self._acting = time.monotonic(), True
+        s = self.settings
+        reloader = FleetReloader(
+            lambda: pg.connect(s.database_url), self._registry_version, s.fleet_reload_s
+        )
+        self._fleet_reload = reloader
+        reloader.start()
         try:
             self._loop(halt, mqtt)
         finally:
+            reloader.stop()
             self._acting = False
             mqtt.stop()
             if self.writer is not None:
@@ -221,8 +230,10 @@ class AlertingService:
     def _start(self, conn: psycopg.Connection[Any], mqtt: AlertingMqtt) -> None:
         s = self.settings
         now = self.clock()
+        version = registry_version(conn)  # before the rows: a change in between reloads again
         whole = load_fleet(conn)
         conn.commit()
+        self._registry_version = version
         self.owner.set_devices(whole.devices)
         fleet = self.partition.fleet(whole)
         model = self._fall_model()
@@ -342,7 +353,7 @@ class AlertingService:
         assert self.writer is not None and self.engine is not None
         s = self.settings
         self.engine.anomaly.defer = True
-        next_tick = next_centers = next_fleet = 0.0
+        next_tick = next_centers = 0.0
         while not stop.is_set():
             if mqtt.refused is not None:
                 raise mqtt.refused
@@ -358,9 +369,9 @@ class AlertingService:
                 if mono >= next_centers:
                     next_centers = mono + s.centers_reload_s
                     self._reload_centers(self.writer.conn, self.writer)
-                if mono >= next_fleet:
-                    next_fleet = mono + _FLEET_RELOAD_S
-                    self._reload_fleet(self.writer.conn)
+                fresh = self._fleet_reload.take() if self._fleet_reload is not None else None
+                if fresh is not None:
+                    self._adopt_fleet(fresh)
             except psycopg.OperationalError:
                 self._offline(stop)
 
@@ -439,9 +450,9 @@ class AlertingService:
         if not self.writer.online:
             self._offline(stop)
 
-    def _reload_fleet(self, conn: psycopg.Connection[Any]) -> None:
-        assert self.engine is not None and self.writer is not None
-        fleet: Fleet = self.writer.db(_committed, load_fleet, conn)
+    def _adopt_fleet(self, fleet: Fleet) -> None:
+        """Adopt a registry the reloader loaded off the loop (alerting.fleet_reload)."""
+        assert self.engine is not None
         self.owner.set_devices(fleet.devices)
         self.engine.set_fleet(self.partition.fleet(fleet), self.clock())
 

@@ -32,6 +32,8 @@ class AlertingSettings(BaseSettings):
     reminder_s: float | None = None
     tick_s: float = 0.5
     centers_reload_s: float = 5.0
+    # How often the registry's version is polled (alerting.fleet_reload); a load only on change.
+    fleet_reload_s: float = Field(default=10.0, gt=0)
     catchup_s: float = 900.0
     sos_grace_s: float = 30.0
     will_grace_s: float = 60.0

@@ -247,6 +247,17 @@ def load_centers(conn: Conn) -> dict[str, CareCenter]:
     return {center.id: center for center, _ in load_centers_on_duty(conn)}
 
 
+def registry_version(conn: Conn) -> int | None:
+    """The registry's change counter (migration 043), or None before that migration.
+
+    It moves with every statement that changes what `load_fleet` reads (not with duty switches).
+    """
+    if conn.execute("SELECT to_regclass('registry_version')").fetchone() == (None,):
+        return None
+    row = conn.execute("SELECT version FROM registry_version").fetchone()
+    return int(row[0]) if row else None
+
+
 def load_fleet(conn: Conn) -> Fleet:
     """The whole registry as a `Fleet` (same shape as a fleet file)."""
     return Fleet(

@@ -24,7 +24,7 @@ Conn = psycopg.Connection[Any]
 
 SERVICES = ("ingest", "alerting", "dashboard", "notify", "readonly")
 
-_REGISTRY = ("care_centers", "elders", "families", "elder_families", "devices")
+_REGISTRY = ("care_centers", "elders", "families", "elder_families", "devices", "registry_version")
 _SERIES = ("smoke_telemetry", "band_telemetry", "cane_telemetry", "device_events", "device_status")
 _VIEWS = (
     "band_hourly",

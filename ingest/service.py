@@ -20,7 +20,7 @@ from ingest.db import REJECTED, RETRYABLE, BatchWriter, Conn, WriteResult, conne
 from ingest.metrics import IngestMetrics
 from ingest.migrate import recorded_mode, storage_mode
 from ingest.mqtt import Subscription
-from ingest.registry import load_registry
+from ingest.registry import load_registry, registry_version
 from ingest.settings import IngestSettings
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class IngestService:
         self._writer: BatchWriter | None = None
         self._registry: dict[str, DeviceType] = {}
         self._registry_at = 0.0
+        self._registry_version: int | None = None
         self._subscription: Subscription | None = None
         self.ready = threading.Event()
         self._tick = time.monotonic()  # the last round of the loop or of a retry
@@ -145,10 +146,14 @@ class IngestService:
     def refresh_registry(self) -> None:
         """Reload the device registry now (e.g. after `eldercare registry import`)."""
         assert self._conn is not None
-        self._registry = load_registry(self._conn)
+        # Read before the rows: a change in between is loaded again next time.
+        version = registry_version(self._conn)
+        if version is None or version != self._registry_version or not self._registry:
+            self._registry = load_registry(self._conn)
+            self._registry_version = version
+            logger.info("registry loaded: %d device(s)", len(self._registry))
         self._conn.rollback()
         self._registry_at = time.monotonic()
-        logger.info("registry loaded: %d device(s)", len(self._registry))
 
     def _collect(self, stop: threading.Event) -> list[Inbound]:
         """Up to `batch_max` messages, waiting at most `batch_wait_ms` after the first one.

@@ -259,9 +259,13 @@ class AlertingMqtt:
         if not self._slots.acquire(timeout=30):
             raise TimeoutError("too many unacknowledged alert publishes")
         info = self.urgent_client.publish(topic, payload, qos=1, retain=False)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
+        if info.rc == paho.MQTT_ERR_NO_CONN:
+            # paho keeps a QoS 1 message it could not send and sends it once the session is
+            # back (Client._messages_reconnect_reset_out): its slot is freed by that PUBACK.
+            logger.warning("broker unreachable: alert on %s queued until it is back", topic)
+        elif info.rc != paho.MQTT_ERR_SUCCESS:
             self._slots.release()
-            logger.warning("alert publish on %s not queued (rc %s)", topic, info.rc)
+            logger.error("alert publish on %s not queued (rc %s)", topic, info.rc)
 
     def ack(self, mid: int, qos: int, urgent: bool = False) -> None:
         """Acknowledge a handled QoS 1 message on the session it came by (MQTT 5 §4.3.2)."""

@@ -98,9 +98,12 @@ def test_a_message_above_the_contract_limit_is_refused(
         for size in (17 * 1024, 1024 * 1024):
             dev = probe(broker.port, a, creds["password"])
             dev.client.publish(_topic(a, "telemetry"), b"y" * size, qos=1)
-            # MQTT 5 §3.1.2.11.4: the broker disconnects with 0x95 Packet too large.
+            # MQTT 5 §3.1.2.11.4: the broker disconnects with 0x95 Packet too large. It closes
+            # the socket with the rest of the packet unread, so TCP may reset the connection
+            # and discard that DISCONNECT before the client reads it ("Unspecified error" in
+            # paho); either way the device is cut off and nothing is delivered (checked below).
             assert dev.wait(dev.cut), size
-            assert dev.disconnects[0][1] == "Packet too large"
+            assert dev.disconnects[0][1] in ("Packet too large", "Unspecified error"), size
             dev.close()
         time.sleep(0.5)
         assert [len(m[1]) for m in watcher.messages] == [MAX_PAYLOAD_BYTES]

@@ -10,14 +10,15 @@ on the compose network can scrape).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from ingest.metrics import serve_endpoints
 
 logger = logging.getLogger(__name__)
 
@@ -114,35 +115,14 @@ class AlertingMetrics:
         Raises:
             OSError: the address is taken or cannot be bound.
         """
-        registry = self.registry
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/metrics":
-                    self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                    return
-                if self.path not in ("/healthz", "/readyz"):
-                    self._reply(404, b"not found\n")
-                    return
-                s = state()
-                if self.path == "/healthz":
-                    ok = s.last_tick_age_s <= live_within_s
-                else:
-                    ok = s.ready and s.broker_connected and (s.database_up or s.outbox_usable)
-                self._reply(200 if ok else 503, b"ok\n" if ok else b"unavailable\n")
+        def health() -> tuple[bool, bool]:
+            st = state()
+            live = st.last_tick_age_s <= live_within_s
+            ready = st.ready and st.broker_connected and (st.database_up or st.outbox_usable)
+            return live, ready
 
-            def _reply(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                logger.debug("metrics: %s", format % args)
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve_endpoints(self.registry, port, host, health)
         return int(self._server.server_address[1])
 
     def close(self) -> None:

@@ -159,32 +159,7 @@ class IngestMetrics:
         Raises:
             OSError: the address is taken or cannot be bound.
         """
-        registry = self.registry
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/metrics":
-                    self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                    return
-                if self.path not in ("/healthz", "/readyz"):
-                    self._reply(404, b"not found\n")
-                    return
-                live, ready = health() if health is not None else (True, True)
-                ok = live if self.path == "/healthz" else ready
-                self._reply(200 if ok else 503, b"ok\n" if ok else b"unavailable\n")
-
-            def _reply(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                logger.debug("metrics: %s", format % args)
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve_endpoints(self.registry, port, host, health)
         self.port = int(self._server.server_address[1])
         return self.port
 
@@ -309,3 +284,55 @@ class TimescaleJobs(Collector):
         yield failed
         yield stalled
         yield failures
+
+
+def serve_endpoints(
+    registry: CollectorRegistry,
+    port: int,
+    host: str,
+    health: Callable[[], tuple[bool, bool]] | None,
+) -> ThreadingHTTPServer:
+    """Serve /metrics, /healthz and /readyz of one process in a daemon thread.
+
+    Used by every service (ingest, alerting, notify) so that the three endpoints behave alike.
+
+    Args:
+        registry: the Prometheus registry behind /metrics.
+        port: TCP port (0: any free port; read it from `server_address`).
+        host: address to bind; 127.0.0.1 keeps it off the network, 0.0.0.0 serves every
+            interface.
+        health: (live, ready) at request time; /healthz and /readyz answer 200 when true, else
+            503 ("unavailable"). None: both 200 while serving. Any other path: 404.
+
+    Returns:
+        The running server (`shutdown()` then `server_close()` to stop it).
+
+    Raises:
+        OSError: the address is taken or cannot be bound.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                return
+            if self.path not in ("/healthz", "/readyz"):
+                self._reply(404, b"not found\n")
+                return
+            live, ready = health() if health is not None else (True, True)
+            ok = live if self.path == "/healthz" else ready
+            self._reply(200 if ok else 503, b"ok\n" if ok else b"unavailable\n")
+
+        def _reply(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            logger.debug("metrics: %s", format % args)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -12,11 +12,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from ingest.metrics import serve_endpoints
 
 logger = logging.getLogger(__name__)
 
@@ -107,34 +109,9 @@ class NotifyMetrics:
         Raises:
             OSError: the address is taken or cannot be bound.
         """
-        metrics = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path == "/metrics":
-                    self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
-                    return
-                if self.path == "/healthz":
-                    ok = metrics.live(live_within_s)
-                elif self.path == "/readyz":
-                    ok = metrics.ready()
-                else:
-                    self._reply(404, b"not found\n")
-                    return
-                self._reply(200 if ok else 503, b"ok\n" if ok else b"unavailable\n")
-
-            def _reply(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                logger.debug("metrics: %s", format % args)
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve_endpoints(
+            self.registry, port, host, lambda: (self.live(live_within_s), self.ready())
+        )
         self.port = int(self._server.server_address[1])
         return self.port
 

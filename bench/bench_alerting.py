@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from bench_district import make_schema
 from ceiling import Stream, c_publish, raw_ceiling
 
 from alerting.service import AlertingService
@@ -46,8 +47,6 @@ from gateway import (
     Fleet,
     encode_message,
 )
-from ingest.migrate import apply_migrations
-from ingest.registry import import_fleet
 from ingest.settings import DEFAULT_DATABASE_URL
 
 DATABASE_URL = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -295,19 +294,6 @@ def warm(service: AlertingService, fleet: Fleet, port: int, ts0: int, rng: rando
         time.sleep(0.01)
 
 
-def schema(fleet: Fleet) -> tuple[str, str]:
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    url = f"{DATABASE_URL}{'&' if '?' in DATABASE_URL else '?'}options=-csearch_path%3D{name}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        apply_migrations(conn)
-    with psycopg.connect(url) as conn:
-        import_fleet(conn, fleet)
-        conn.commit()
-    return name, url
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bands", type=int, default=200)
@@ -332,7 +318,7 @@ def main() -> None:
     }
     port = free_port()
     broker = start_mosquitto(port, Path(tempfile.mkdtemp(prefix="bench-mosq-")))
-    name, url = schema(fleet)
+    name, url = make_schema(fleet)
     stop_event = threading.Event()
     try:
         raw: dict[str, float] = {}

@@ -463,9 +463,14 @@ def test_page_order_language_and_blocked_sound(
         storage_state=page.context.storage_state(), viewport={"width": 1366, "height": 768}
     )
     page = fresh.new_page()
-    page.goto(f"{dash.url}/")
-    page.wait_for_selector("#live.ok")
+    # Playwright runs every evaluation, wait_for_selector's included, as a user gesture (CDP
+    # Runtime.callFunctionOn with userGesture: true), so no evaluation may touch this page before
+    # the console has asked for sound. The console asks before it opens its feed: waiting for
+    # the feed's websocket, an event and not an evaluation, keeps the page free of gestures.
+    with page.expect_websocket():
+        page.goto(f"{dash.url}/")
     page.wait_for_selector("#audio-banner:not([hidden])")
+    page.wait_for_selector("#live.ok")
     page.keyboard.press("s")
     page.wait_for_selector("#audio-banner[hidden]", state="attached")
     assert page.inner_text("#live-text").startswith("Live")

@@ -219,13 +219,15 @@ class Engine:
         return False
 
     def tick(self, now_ms: int) -> list[Action]:
-        """Time-driven checks on the platform clock: silence, quiet canes, inactivity."""
+        """Time-driven checks on the platform clock: silence, quiet canes, inactivity; and the
+        anomaly model's fits that wait for time to spare."""
         findings = self.health.tick(now_ms)
         for finding in self.fall.tick(now_ms):
             # Decided because the cane went quiet: the newest window it sent is the cause.
             ts, seq = self._newest.get(finding.device_id, (finding.event_ts, -1))
             findings.append(_stamp(finding, ts, seq))
         findings.extend(self.inactivity.tick(now_ms))
+        self.anomaly.fit_waiting()
         return self._actions(findings)
 
     def _detect(self, device: Device, message: Message, now_ms: int) -> list[Finding]:

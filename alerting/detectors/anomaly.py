@@ -1,8 +1,11 @@
-"""Anomaly: heart rate or activity unusual for this elder (IsolationForest per elder).
+"""Anomaly: heart rate or activity unusual for this elder (an isolation forest per elder).
 
-Each elder's forest is fitted by scikit-learn and then flattened into a shared arena
-(`alerting.detectors.iforest`), so scoring costs microseconds per sample and the samples of a
-whole drain cycle are scored in one vectorised walk (`defer` + `flush`). Deferred scoring makes
+Each elder's forest is fitted straight into a shared arena (`alerting.detectors.iforest`), so
+scoring costs microseconds per sample and the samples of a whole drain cycle are scored in one
+vectorised walk (`defer` + `flush`). Fitting takes at most `FIT_SHARE` of the wall clock:
+after a restart every elder with history needs a forest at once, and the fits wait their
+turn (the robust z-score and the fixed limits still judge that elder's samples meanwhile)
+rather than hold up every other message. Deferred scoring makes
 the same decisions as scoring each sample on arrival: every sample is scored by the forest that
 was current when it arrived and its robust z-score is taken over the history it arrived to.
 """
@@ -11,13 +14,13 @@ from __future__ import annotations
 
 import bisect
 import math
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.ensemble import IsolationForest
 
-from alerting.detectors.iforest import ForestPool, compile_forest
+from alerting.detectors.iforest import ForestPool, fit_forest
 from alerting.geo import local_hour
 from alerting.model import Finding, Trigger
 from gateway.contract import AlertKind, Severity
@@ -29,6 +32,10 @@ EXTREME_LOW_BPM = 40
 EXTREME_HIGH_BPM = 150
 DEFAULT_MIN_SAMPLES = 200
 DEFAULT_REFIT_EVERY = 1000
+# Share of the wall clock fitting may take, and the most it may take in one go (seconds):
+# the rest of the time is the message path's (an SOS waits behind whatever runs).
+FIT_SHARE = 0.25
+FIT_BURST_S = 0.5
 # Expected share of unusual readings (IsolationForest contamination).
 DEFAULT_CONTAMINATION = 0.005
 # At most one anomaly trigger per elder per half hour: a repeat refreshes the active alert.
@@ -41,6 +48,7 @@ MAX_ROBUST_Z = 6.0
 _MAD_TO_SD = 1.4826
 _MIN_MAD_BPM = 2.0
 _HISTORY = 3000
+_FIRST_ROWS = 16
 _TREES = 50
 _FEATURES = 4
 
@@ -49,9 +57,16 @@ Row = tuple[float, float, float, float]
 
 @dataclass(slots=True)
 class _Elder:
-    """One elder's history: a ring of rows (oldest at `head` once full) and its sorted HRs."""
+    """One elder's history: a ring of rows (oldest at `head` once full) and its sorted HRs.
 
-    rows: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((_HISTORY, _FEATURES)))
+    The ring starts at `_FIRST_ROWS` rows and doubles as it fills, up to `_HISTORY`: a new
+    elder costs 0.5 KiB, not the 94 KiB of a full history (one fix every 30 s fills it in a
+    day).
+    """
+
+    rows: npt.NDArray[np.float64] = field(
+        default_factory=lambda: np.empty((_FIRST_ROWS, _FEATURES))
+    )
     count: int = 0
     head: int = 0
     sorted_hr: list[float] = field(default_factory=list)
@@ -66,6 +81,10 @@ class _Elder:
             self.rows[self.head] = row
             self.head = (self.head + 1) % _HISTORY
         else:
+            if self.count == len(self.rows):
+                grown = np.empty((min(2 * self.count, _HISTORY), _FEATURES))
+                grown[: self.count] = self.rows
+                self.rows = grown
             self.rows[self.count] = row
             self.count += 1
         bisect.insort(self.sorted_hr, row[0])
@@ -134,6 +153,11 @@ class AnomalyDetector:
         self._elders: dict[str, _Elder] = {}
         self._pending: list[_Pending] = []
         self._unstamped = 0
+        # Elders due a (re)fit the budget had no room for, oldest first.
+        self._waiting: dict[str, None] = {}
+        self._fit_tokens_s = FIT_BURST_S
+        self._tokens_at = time.monotonic()
+        self.fits = 0
 
     def learn(self, elder_id: str, ts: int, hr_bpm: float, steps: float) -> None:
         """Add a stored historical sample (baseline) without checking it."""
@@ -165,6 +189,7 @@ class AnomalyDetector:
     def flush(self) -> list[Trigger]:
         """Score every queued sample (in arrival order, as if each had been scored alone)."""
         batch, self._pending, self._unstamped = self._pending, [], 0
+        self.fit_waiting()
         if not batch:
             return []
         retired = self._advance(batch)
@@ -201,8 +226,8 @@ class AnomalyDetector:
         retired: list[int] = []
         for p in batch:
             elder = self._elder(p.elder_id)
-            if not _extreme(p.hr_bpm) and elder.forest is not None:
-                p.forest = elder.forest
+            if not _extreme(p.hr_bpm) and elder.count >= self.min_samples:
+                p.forest = elder.forest  # None while its first fit waits for the budget
                 # IsolationForest does not extrapolate well beyond the range it saw, so a
                 # robust z-score of the heart rate backs it up.
                 p.unusual = elder.z_unusual(p.hr_bpm)
@@ -211,10 +236,43 @@ class AnomalyDetector:
             if elder.count >= self.min_samples and (
                 elder.forest is None or elder.since_fit >= self.refit_every
             ):
-                if elder.forest is not None:
-                    retired.append(elder.forest)
-                elder.forest = self._fit(elder)
+                if self._may_fit():
+                    if elder.forest is not None:
+                        retired.append(elder.forest)
+                    elder.forest = self._fit(elder)
+                    self._waiting.pop(p.elder_id, None)
+                else:
+                    self._waiting[p.elder_id] = None
         return retired
+
+    def waiting(self) -> int:
+        """Elders whose due (re)fit waits for the fitting budget."""
+        return len(self._waiting)
+
+    def _may_fit(self) -> bool:
+        """Whether the fitting budget (FIT_SHARE of the wall clock, FIT_BURST_S at most) has
+        time left; refills it first."""
+        now = time.monotonic()
+        self._fit_tokens_s = min(
+            FIT_BURST_S, self._fit_tokens_s + (now - self._tokens_at) * FIT_SHARE
+        )
+        self._tokens_at = now
+        return self._fit_tokens_s > 0
+
+    def fit_waiting(self) -> None:
+        """Fit waiting elders, oldest first, while the budget lasts. Called before each batch
+        is learnt (its samples are then scored as if they had arrived after the fit) and on
+        the engine's tick, so the fits go on while no band reports."""
+        while self._waiting and self._may_fit():
+            elder_id = next(iter(self._waiting))
+            del self._waiting[elder_id]
+            elder = self._elders.get(elder_id)
+            if elder is None or elder.count < self.min_samples:
+                continue
+            old = elder.forest
+            elder.forest = self._fit(elder)
+            if old is not None:
+                self.pool.free(old)
 
     def _elder(self, elder_id: str) -> _Elder:
         elder = self._elders.get(elder_id)
@@ -223,9 +281,11 @@ class AnomalyDetector:
         return elder
 
     def _fit(self, elder: _Elder) -> int:
-        model = IsolationForest(
-            n_estimators=_TREES, contamination=self.contamination, random_state=self.seed
+        started = time.monotonic()
+        forest = fit_forest(
+            elder.ordered(), trees=_TREES, contamination=self.contamination, seed=self.seed
         )
-        model.fit(elder.ordered())
         elder.since_fit = 0
-        return self.pool.add(compile_forest(model))
+        self.fits += 1
+        self._fit_tokens_s -= time.monotonic() - started
+        return self.pool.add(forest)

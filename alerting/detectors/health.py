@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+
 from alerting.model import Clear, Finding, Trigger
 from gateway.contract import OFFLINE_HEARTBEATS, AlertKind, AlertStatus, DeviceType, Severity
 from gateway.messages import Event, Message, Status
@@ -41,16 +43,24 @@ class HealthDetector:
         self._last_seen_ms: dict[str, int] = {}
         self._offline: set[str] = set()
         self._low: set[str] = set()
+        # Silence deadlines: a min-heap of (deadline ms, device), one live entry per watched
+        # device, whose deadline `_due` holds (other heap entries are stale and skipped). A
+        # message only moves `_last_seen_ms`; the entry is re-read when its deadline comes, so
+        # a tick costs O(deadlines due x log n), not a scan of every device (245,000 at
+        # Xicheng's size: 113 ms per scan on the development machine, twice a second).
+        self._heap: list[tuple[int, str]] = []
+        self._due: dict[str, int] = {}
 
     def watch(self, device_id: str, dtype: DeviceType, heartbeat_s: int, since_ms: int) -> None:
         """Start watching a device, counting its silence from `since_ms` unless heard later."""
         self._types[device_id] = dtype
         self._heartbeat_s[device_id] = heartbeat_s
         self._last_seen_ms[device_id] = max(self._last_seen_ms.get(device_id, 0), since_ms)
+        self._schedule(device_id)
 
     def unwatch(self, device_id: str) -> None:
         """Stop watching a device (no longer registered here): its silence raises nothing."""
-        for table in (self._will_ms, self._heartbeat_s, self._types, self._last_seen_ms):
+        for table in (self._will_ms, self._heartbeat_s, self._types, self._last_seen_ms, self._due):
             table.pop(device_id, None)
         self._offline.discard(device_id)
         self._low.discard(device_id)
@@ -66,6 +76,8 @@ class HealthDetector:
     def note_heartbeat(self, device_id: str, heartbeat_s: int) -> None:
         """Adopt a device's declared heartbeat interval without counting it as heard from."""
         self._heartbeat_s[device_id] = heartbeat_s
+        if device_id in self._last_seen_ms:
+            self._schedule(device_id)
 
     def is_offline(self, device_id: str) -> bool:
         """Whether the device is currently considered offline."""
@@ -82,14 +94,18 @@ class HealthDetector:
         out: list[Finding] = []
         if isinstance(message, Status) and not message.online:
             self._last_seen_ms[device_id] = now_ms
+            self._schedule(device_id)
             if device_id not in self._offline:
                 self._will_ms.setdefault(device_id, now_ms)
                 out.extend(self._wills(now_ms))
             return out
         self._will_ms.pop(device_id, None)
+        self._last_seen_ms[device_id] = max(self._last_seen_ms.get(device_id, 0), now_ms)
         if isinstance(message, Status) and message.heartbeat_s:
             self._heartbeat_s[device_id] = message.heartbeat_s
-        self._last_seen_ms[device_id] = max(self._last_seen_ms.get(device_id, 0), now_ms)
+            self._schedule(device_id)
+        elif device_id not in self._due:
+            self._schedule(device_id)
         if device_id in self._offline:
             self._offline.discard(device_id)
             event_ts = message.ts if message.ts is not None else now_ms
@@ -101,19 +117,41 @@ class HealthDetector:
         return out
 
     def tick(self, now_ms: int) -> list[Finding]:
-        """Flag devices silent for 2.5 x heartbeat_s (contract §1 "Status")."""
+        """Flag devices silent for 2.5 x heartbeat_s (contract §1 "Status").
+
+        Only devices whose silence deadline has come are looked at; each is then either
+        flagged or given its next deadline from when it was last heard.
+        """
         out = self._wills(now_ms)
-        for device_id, seen_ms in self._last_seen_ms.items():
+        heap, due = self._heap, self._due
+        while heap and heap[0][0] <= now_ms:
+            deadline, device_id = heapq.heappop(heap)
+            if due.get(device_id) != deadline:
+                continue  # stale: superseded by an earlier deadline, or unwatched
+            del due[device_id]
             if device_id in self._offline:
-                continue
-            limit_ms = int(OFFLINE_HEARTBEATS * self._heartbeat_s.get(device_id, 300) * 1000)
-            if now_ms - seen_ms >= limit_ms:
+                continue  # rescheduled by the message that brings it back
+            seen_ms = self._last_seen_ms[device_id]
+            if now_ms - seen_ms >= self._limit_ms(device_id):
                 self._offline.add(device_id)
                 silent_s = (now_ms - seen_ms) / 1000
                 # The condition began when the device was last heard: a restart that finds
                 # the same silence finds the same start (see store.raise_alert).
                 out.append(self._trigger(device_id, seen_ms, f"silent for {silent_s:.0f} s"))
+            else:
+                self._schedule(device_id)
         return out
+
+    def _limit_ms(self, device_id: str) -> int:
+        return int(OFFLINE_HEARTBEATS * self._heartbeat_s.get(device_id, 300) * 1000)
+
+    def _schedule(self, device_id: str) -> None:
+        """Give a device a heap entry at its silence deadline, unless one as early exists."""
+        deadline = self._last_seen_ms[device_id] + self._limit_ms(device_id)
+        current = self._due.get(device_id)
+        if current is None or deadline < current:
+            self._due[device_id] = deadline
+            heapq.heappush(self._heap, (deadline, device_id))
 
     def _wills(self, now_ms: int) -> list[Finding]:
         """Wills not followed by a reconnect within the grace period."""

@@ -1,4 +1,5 @@
-"""Batched anomaly scoring decides exactly as scikit-learn scoring one sample at a time."""
+"""The anomaly model: its isolation forests measured against scikit-learn's, and batched
+scoring deciding exactly as scoring one sample at a time."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
 
+from alerting.detectors import anomaly
 from alerting.detectors.anomaly import (
     EXTREME_HIGH_BPM,
     EXTREME_LOW_BPM,
@@ -18,7 +20,7 @@ from alerting.detectors.anomaly import (
     SCORE_MARGIN,
     AnomalyDetector,
 )
-from alerting.detectors.iforest import ForestPool, compile_forest
+from alerting.detectors.iforest import OFFSET_ROWS, CompiledForest, ForestPool, fit_forest
 from alerting.geo import local_hour
 
 T0 = 1_780_000_000_000
@@ -26,9 +28,9 @@ Sample = tuple[str, str, int, float, float]
 
 
 def _reference(stream: list[Sample], min_samples: int, refit_every: int) -> list[tuple[str, int]]:
-    """The per-message detector: one `decision_function` call per sample, median over history."""
+    """The per-message detector: one forest call per sample, median over history."""
     rows: dict[str, deque[tuple[float, ...]]] = {}
-    models: dict[str, IsolationForest] = {}
+    models: dict[str, CompiledForest] = {}
     since: dict[str, int] = {}
     last: dict[str, int] = {}
     out = []
@@ -39,7 +41,7 @@ def _reference(stream: list[Sample], min_samples: int, refit_every: int) -> list
         extreme = hr < EXTREME_LOW_BPM or hr > EXTREME_HIGH_BPM
         unusual = extreme
         if not extreme and elder in models:
-            score = float(models[elder].decision_function(np.array([row]))[0])
+            score = float(models[elder].decision(np.array([row]))[0])
             hrs = np.array([r[0] for r in history])
             median = float(np.median(hrs))
             mad = max(float(np.median(np.abs(hrs - median))), 2.0)
@@ -51,47 +53,169 @@ def _reference(stream: list[Sample], min_samples: int, refit_every: int) -> list
         history.append(row)
         since[elder] = since.get(elder, 0) + 1
         if len(history) >= min_samples and (elder not in models or since[elder] >= refit_every):
-            models[elder] = IsolationForest(
-                n_estimators=50, contamination=0.005, random_state=0
-            ).fit(np.array(history))
+            models[elder] = fit_forest(np.array(history), trees=50, contamination=0.005, seed=0)
             since[elder] = 0
     return out
 
 
 def _stream(n: int, elders: int, seed: int) -> list[Sample]:
     rng = random.Random(seed)
-    out = []
+    out: list[Sample] = []
     for k in range(n):
         e = rng.randrange(elders)
         hr = rng.gauss(68 + 3 * e, 5)
         if rng.random() < 0.015:
             hr = rng.choice([rng.uniform(95, 130), rng.uniform(30, 45), 160.0])
-        out.append((f"el-{e}", f"band-{e}", T0 + k * 20_000, round(hr, 1), rng.choice([0, 3, 80])))
+        out.append(
+            (f"el-{e}", f"band-{e}", T0 + k * 20_000, round(hr, 1), rng.choice([0.0, 3.0, 80.0]))
+        )
     return out
 
 
-@pytest.mark.parametrize("n", [120, 700, 3000], ids=["small", "mid", "full"])
-def test_compiled_forest_scores_equal_scikit_learn_bit_for_bit(n: int) -> None:
+def _cloud(rng: np.random.Generator, n: int) -> np.ndarray:
+    """An elder's usual (heart rate, log steps, hour sin, hour cos): HR tied to activity."""
+    steps = rng.gamma(1.5, 1.0, n)
+    hour = rng.uniform(0, 24, n)
+    hr = 62 + 6 * steps + rng.normal(0, 3, n)
+    return np.column_stack(
+        [hr, steps, np.sin(hour / 24 * 2 * np.pi), np.cos(hour / 24 * 2 * np.pi)]
+    )
+
+
+def _auc(normal: np.ndarray, outliers: np.ndarray) -> float:
+    """P(an outlier scores below a normal row): the ROC area of `-decision`."""
+    below = (outliers[:, None] < normal[None, :]).mean()
+    ties = (outliers[:, None] == normal[None, :]).mean()
+    return float(below + ties / 2)
+
+
+@pytest.mark.parametrize("n", [200, 1000, 3000], ids=["first-fit", "mid", "full-history"])
+def test_forest_separates_outliers_as_scikit_learn_does(n: int) -> None:
+    """Same data, both fitters: the same ranking quality and the same share of rows flagged."""
     rng = np.random.default_rng(n)
-    x = np.column_stack(
-        [rng.normal(72, 6, n), rng.uniform(0, 3, n), rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)]
-    )
-    model = IsolationForest(n_estimators=50, contamination=0.005, random_state=0).fit(x)
-    probe = np.column_stack(
-        [
-            rng.normal(72, 25, 800),
-            rng.uniform(0, 5, 800),
-            rng.uniform(-1, 1, 800),
-            rng.uniform(-1, 1, 800),
-        ]
-    )
-    expected = model.decision_function(probe)
-    assert np.array_equal(compile_forest(model).decision(probe), expected)
+    x = _cloud(rng, n)
+    normal = _cloud(rng, 2000)
+    # Unusual for this elder: a racing heart at rest, a slow one while walking.
+    k = 300
+    rest = rng.gamma(1.5, 0.2, k)
+    outliers = _cloud(rng, k)
+    outliers[: k // 2, 0] = 100 + rng.normal(0, 4, k // 2)
+    outliers[: k // 2, 1] = rest[: k // 2]
+    outliers[k // 2 :, 0] = 55 + rng.normal(0, 3, k - k // 2)
+    outliers[k // 2 :, 1] = 3 + rest[k // 2 :]
+    own_auc, ref_auc, own_flagged, ref_flagged = [], [], [], []
+    for seed in range(3):
+        own = fit_forest(x, trees=50, contamination=0.005, seed=seed)
+        ref = IsolationForest(n_estimators=50, contamination=0.005, random_state=seed).fit(x)
+        own_auc.append(_auc(own.decision(normal), own.decision(outliers)))
+        ref_auc.append(_auc(ref.decision_function(normal), ref.decision_function(outliers)))
+        own_flagged.append(float((own.decision(normal) < -SCORE_MARGIN).mean()))
+        ref_flagged.append(float((ref.decision_function(normal) < -SCORE_MARGIN).mean()))
+    assert min(ref_auc) > 0.9  # the data has outliers a forest can find
+    assert np.mean(own_auc) >= np.mean(ref_auc) - 0.02, (own_auc, ref_auc)
+    # False alarms on the elder's usual readings: no more than scikit-learn's, plus noise.
+    assert np.mean(own_flagged) <= np.mean(ref_flagged) + 0.002, (own_flagged, ref_flagged)
+
+
+def test_offset_is_the_contamination_quantile_of_the_training_rows() -> None:
+    rng = np.random.default_rng(4)
+    small = _cloud(rng, 600)
+    forest = fit_forest(small, trees=50, contamination=0.01, seed=1)
+    # Every row is scored when there are few: exactly the quantile.
+    assert int((forest.decision(small) < 0).sum()) == 6
+    big = _cloud(rng, 3000)
+    forest = fit_forest(big, trees=50, contamination=0.01, seed=1)
+    # Beyond OFFSET_ROWS, evenly spaced rows place it: close to 1 % of all rows.
+    assert OFFSET_ROWS < 3000
+    assert 0.003 <= float((forest.decision(big) < 0).mean()) <= 0.02
+
+
+def _c(count: int) -> float:
+    """c(n) of Liu et al. (2008): the average path length of an unsuccessful BST search."""
+    if count <= 1:
+        return 0.0
+    if count == 2:
+        return 1.0
+    return float(2 * (np.log(count - 1) + np.euler_gamma) - 2 * (count - 1) / count)
+
+
+def test_forest_structure_and_determinism() -> None:
+    rng = np.random.default_rng(8)
+    x = _cloud(rng, 180)  # fewer rows than max_samples: every tree grows on all of them
+    forest = fit_forest(x, trees=20, contamination=0.005, seed=3)
+    assert forest.steps <= 8  # ceil(log2(180))
+    x32 = x.astype(np.float32).astype(np.float64)
+    is_leaf = forest.left == np.arange(forest.left.size)
+    for root in forest.roots:
+        depth = {int(root): 1}
+        frontier = [int(root)]
+        while frontier:
+            v = frontier.pop()
+            if not is_leaf[v]:
+                for child in (int(forest.left[v]), int(forest.right[v])):
+                    depth[child] = depth[v] + 1
+                    frontier.append(child)
+        # The training rows routed down the tree fill its leaves exactly as recorded:
+        # leaf_depth = depth + c(rows in the leaf) - 1, as scikit-learn scores a leaf.
+        node = np.full(len(x), root)
+        for _ in range(forest.steps):
+            go_left = x32[np.arange(len(x)), forest.feature[node]] <= forest.threshold[node]
+            node = np.where(go_left, forest.left[node], forest.right[node])
+        assert is_leaf[node].all()
+        leaves, held = np.unique(node, return_counts=True)
+        assert {int(v) for v in leaves} == {v for v in depth if is_leaf[v]}  # no empty leaf
+        for leaf, count in zip(leaves, held, strict=True):
+            want = depth[int(leaf)] + _c(int(count)) - 1
+            assert forest.leaf_depth[leaf] == pytest.approx(want)
+    again = fit_forest(x, trees=20, contamination=0.005, seed=3)
+    assert np.array_equal(again.threshold, forest.threshold)
+    other = fit_forest(x, trees=20, contamination=0.005, seed=4)
+    assert not np.array_equal(other.decision(x), forest.decision(x))
+    with pytest.raises(ValueError, match="at least one row"):
+        fit_forest(x[:0], trees=5, contamination=0.005, seed=0)
+    with pytest.raises(ValueError, match="contamination"):
+        fit_forest(x, trees=5, contamination=0.7, seed=0)
+
+
+def test_pool_scores_each_row_by_its_own_forest() -> None:
+    rng = np.random.default_rng(2)
+    x = _cloud(rng, 700)
+    probe = _cloud(rng, 400)
+    probe[::7, 0] += rng.normal(0, 30, len(probe[::7]))
+    forest = fit_forest(x, trees=50, contamination=0.005, seed=0)
+    expected = forest.decision(probe)
     pool = ForestPool(50)
-    other = pool.add(compile_forest(IsolationForest(n_estimators=50).fit(x[::-1])))
-    mine = pool.add(compile_forest(model))
+    other = pool.add(fit_forest(x[::-1], trees=50, contamination=0.005, seed=1))
+    mine = pool.add(forest)
     pool.free(other)  # compacts: the survivor moves and must still score the same
     assert np.array_equal(pool.decision([mine] * len(probe), probe), expected)
+
+
+def test_fits_wait_for_the_budget_and_z_scores_judge_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a restart every elder needs a forest at once: fits take turns, nothing is lost."""
+    monkeypatch.setattr(anomaly, "FIT_BURST_S", 1e-9)
+    monkeypatch.setattr(anomaly, "FIT_SHARE", 1e-9)
+    detector = AnomalyDetector(min_samples=150)
+    rng = random.Random(1)
+    elders = [f"el-{i}" for i in range(6)]
+    for e in elders:  # stored history, as warm-up restores it
+        for k in range(200):
+            detector.learn(e, T0 + k * 30_000, rng.gauss(70, 4), rng.choice([0, 3, 80]))
+    ts = T0 + 200 * 30_000
+    for e in elders:
+        assert detector.on_sample(e, f"band-{e}", ts, 71.0, 3) == []
+    assert detector.fits == 1  # the first fit spent the whole budget
+    assert detector.waiting() == len(elders) - 1
+    # An elder still waiting for a forest is judged by the robust z-score meanwhile.
+    waiting = elders[-1]
+    found = detector.on_sample(waiting, f"band-{waiting}", ts + 30_000, 118.0, 0)
+    assert [f.device_id for f in found] == [f"band-{waiting}"]
+    monkeypatch.setattr(anomaly, "FIT_SHARE", 1e9)  # time to spare again: the tick fits
+    detector.fit_waiting()
+    assert detector.waiting() == 0
+    assert detector.fits == len(elders)
 
 
 def test_batched_triggers_equal_the_per_message_detector() -> None:

@@ -60,5 +60,9 @@ class IngestSettings(BaseSettings):
     # scraper in another container needs 0.0.0.0, see docker-compose.yml).
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # CPU priority (nice 0-19) of every ingest thread. Storage is lossless and may lag (the
+    # broker holds the backlog, QoS 1); alerting, the console and PostgreSQL may not, so on a
+    # shared host ingest yields the CPU to them when it is short (docs/scaling.md, measured).
+    nice: int = Field(default=10, ge=0, le=19)
     # TimescaleDB's background jobs are read for /metrics at most this often (ingest.metrics).
     jobs_refresh_s: float = Field(default=60.0, gt=0)

@@ -15,7 +15,7 @@ flagged), not bit for bit: the random draws differ.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -115,7 +115,6 @@ def fit_forest(
     rng = np.random.default_rng(seed)
     psi = min(max_samples, n)
     max_depth = int(np.ceil(np.log2(max(psi, 2))))
-    # Each tree's subsample: the first psi of a random permutation of the rows.
     # Each tree's subsample, rows drawn without replacement; samples kept grouped by node
     # (feature-major, so a node's rows are one contiguous slice of each feature's row).
     if psi == n:
@@ -194,17 +193,7 @@ def fit_forest(
     # OFFSET_ROWS and over evenly spaced rows beyond (scoring is most of a fit's cost).
     scored = x if n <= OFFSET_ROWS else x[np.linspace(0, n - 1, OFFSET_ROWS).astype(np.int64)]
     offset = float(np.percentile(forest.decision(scored), 100.0 * contamination))
-    return CompiledForest(
-        roots=forest.roots,
-        feature=forest.feature,
-        threshold=forest.threshold,
-        left=forest.left,
-        right=forest.right,
-        leaf_depth=forest.leaf_depth,
-        steps=steps,
-        denominator=forest.denominator,
-        offset=offset,
-    )
+    return replace(forest, offset=offset)
 
 
 class ForestPool:

@@ -34,6 +34,13 @@ def _average_path_length(n: Floats) -> Floats:
     return out
 
 
+def _ratio(depths: Floats, denominator: Floats) -> Floats:
+    """depths / denominator, and 1 where the denominator is 0 (a forest grown on one row:
+    c(1) = 0), as scikit-learn's `_compute_score_samples` has it."""
+    out: Floats = np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledForest:
     """The trees of one isolation forest as flat arrays (leaves point to themselves)."""
@@ -61,7 +68,7 @@ class CompiledForest:
         depths = np.zeros(n)
         for t in range(per_tree.shape[1]):  # tree by tree, as scikit-learn adds them
             depths += per_tree[:, t]
-        scores: Floats = -(2 ** (-(depths / self.denominator)))
+        scores: Floats = -(2 ** (-_ratio(depths, np.full(n, self.denominator))))
         return scores - self.offset
 
 
@@ -276,7 +283,7 @@ class ForestPool:
             depths += per_tree[:, t]
         denominator = np.fromiter((i[4] for i in info), dtype=np.float64, count=n)
         offset = np.fromiter((i[5] for i in info), dtype=np.float64, count=n)
-        scores: Floats = -(2 ** (-(depths / denominator)))
+        scores: Floats = -(2 ** (-_ratio(depths, denominator)))
         return scores - offset
 
     def nbytes(self) -> int:

@@ -171,6 +171,12 @@ def test_forest_structure_and_determinism() -> None:
     assert np.array_equal(again.threshold, forest.threshold)
     other = fit_forest(x, trees=20, contamination=0.005, seed=4)
     assert not np.array_equal(other.decision(x), forest.decision(x))
+    # Grown on one row (c(1) = 0): scored as scikit-learn scores it, not NaN.
+    one = x[:1]
+    probe = np.vstack([one, one + 40.0])
+    ref = IsolationForest(n_estimators=5, contamination=0.005, random_state=0).fit(one)
+    lone = fit_forest(one, trees=5, contamination=0.005, seed=0)
+    assert np.array_equal(lone.decision(probe), ref.decision_function(probe))
     with pytest.raises(ValueError, match="at least one row"):
         fit_forest(x[:0], trees=5, contamination=0.005, seed=0)
     with pytest.raises(ValueError, match="contamination"):

@@ -157,8 +157,7 @@ class HealthDetector:
         """Wills not followed by a reconnect within the grace period."""
         out: list[Finding] = []
         for device_id, will_ms in list(self._will_ms.items()):
-            hb_ms = OFFLINE_HEARTBEATS * self._heartbeat_s.get(device_id, 300) * 1000
-            if now_ms - will_ms >= min(self.will_grace_ms, hb_ms):
+            if now_ms - will_ms >= min(self.will_grace_ms, self._limit_ms(device_id)):
                 del self._will_ms[device_id]
                 self._offline.add(device_id)
                 out.append(self._trigger(device_id, will_ms, "last will: connection lost"))

@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 import psutil  # type: ignore[import-untyped]
 import psycopg
-from ceiling import raw_ceiling
+from ceiling import build_replayer, raw_ceiling, replay, replay_ceiling
 
 from eldercare.broker import free_port, start_mosquitto, stop
 from firmware_sim.district import generate_fleet
@@ -76,63 +76,6 @@ POLL_S = 0.1
 LAG_P99_MAX_MS = 2000.0
 SOS_P99_MAX_MS = 1000.0
 LATE_MAX_MS = 1000.0
-
-
-def build_replayer(out_dir: Path) -> Path:
-    """Compile bench/replay_pub.c against the libmosquitto that mosquitto-clients installs."""
-    exe = out_dir / "replay_pub"
-    cmd = ["cc", "-O2", "-o", str(exe), str(HERE / "replay_pub.c"), "-l:libmosquitto.so.1"]
-    subprocess.run([*cmd, "-lpthread"], check=True)
-    return exe
-
-
-@dataclass
-class Replay:
-    """A running replay_pub; `start_ms` is the wall clock of offset 0."""
-
-    proc: subprocess.Popen[bytes]
-    start_ms: int
-    done: dict[str, float] = field(default_factory=dict)
-
-    def wait(self, timeout_s: float) -> dict[str, float]:
-        out, _ = self.proc.communicate(timeout=timeout_s)
-        for line in out.decode().splitlines():
-            if line.startswith("done "):
-                words = line.split()[1:]
-                self.done = {k: float(v) for k, v in zip(words[::2], words[1::2], strict=True)}
-        return self.done
-
-
-def replay(exe: Path, port: int, recording: Path, prefix: str, speed: float, tag: str) -> Replay:
-    """Start replay_pub on `recording`; returns once its connections are up and its clock runs."""
-    cmd = [str(exe), "-p", str(port), "-P", prefix, "-s", repr(speed), "-i", tag, "-w", "120"]
-    with open(recording, "rb") as stdin:
-        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    first = proc.stdout.readline().decode()
-    if not first.startswith("start_ms "):
-        raise RuntimeError(f"replay_pub did not start: {first!r}")
-    return Replay(proc, int(first.split()[1]))
-
-
-def replay_ceiling(exe: Path, port: int, recording: Path, n: int) -> float:
-    """Messages/s of the recording from replay_pub, unpaced, to a C subscriber that counts."""
-    tag = f"ceil-{uuid.uuid4().hex[:6]}"
-    sub = subprocess.Popen(
-        ["mosquitto_sub", "-p", str(port), "-q", "1", "-i", tag, "-C", str(n), "-t", f"{tag}/#"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(0.5)
-        rep = replay(exe, port, recording, f"{tag}/", 1e9, tag)
-        sub.wait(timeout=600)
-        elapsed = time.time() - rep.start_ms / 1000
-        rep.wait(60)
-        return n / elapsed
-    finally:
-        if sub.poll() is None:
-            sub.kill()
-            sub.wait()
 
 
 # -- the platform under test ----------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Ingest throughput against the raw C->C QoS 1 broker ceiling, in one run.
 
-Prints: the raw ceiling (C publishers `mosquitto_pub -l -q 1` -> Mosquitto -> C subscriber
-`mosquitto_sub` that only counts, bench/ceiling.py), ingest throughput (the same C publishers
--> committed rows, zero loss), their ratio, and the bare decode and COPY rates of the same
-rows. Cane windows carry 100 samples (2 s at 50 Hz), as a walking cane sends them.
-Starts its own Mosquitto with gateway/mosquitto.conf and uses its own database schema.
+Prints: the raw ceiling (the C publisher `replay_pub`, unpaced, on each device's own topic ->
+Mosquitto -> C subscriber `mosquitto_sub` that only counts, bench/ceiling.py), ingest
+throughput (the same C publisher and topics -> committed rows, zero loss), their ratio, and
+the bare decode and COPY rates of the same rows. Cane windows carry 100 samples (2 s at
+50 Hz), as a walking cane sends them. Starts its own Mosquitto with gateway/mosquitto.conf
+and uses its own database schema.
 
 Usage: python bench/bench_ingest.py [-n 20000] [--devices 60] [--batch-max 2000]
 """
@@ -22,7 +23,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
-from ceiling import c_publish, raw_ceiling
+from ceiling import StreamPublisher
 
 from eldercare.broker import free_port, start_mosquitto, stop
 from gateway import (
@@ -90,7 +91,7 @@ def make_stream(n: int, devices: int, prefix: str) -> tuple[Fleet, list[tuple[st
 
 
 def run_ingest(
-    port: int,
+    pub: StreamPublisher,
     url: str,
     stream: list[tuple[str, bytes]],
     prefix: str,
@@ -105,7 +106,7 @@ def run_ingest(
     """
     settings = IngestSettings(
         database_url=url,
-        mqtt_url=f"mqtt://127.0.0.1:{port}",
+        mqtt_url=f"mqtt://127.0.0.1:{pub.port}",
         topic_prefix=prefix,
         client_id=f"bench-{uuid.uuid4().hex[:6]}",
         batch_max=batch_max,
@@ -117,7 +118,7 @@ def run_ingest(
     thread.start()
     assert service.wait_subscribed(30)
     cpu0 = time.process_time()
-    started, _ = c_publish(port, stream)
+    started = pub.publish(stream)
     stored = service.metrics.stored
     while sum(
         stored.labels(k)._value.get()
@@ -126,6 +127,7 @@ def run_ingest(
         time.sleep(0.005)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu0
+    pub.wait()
     stop_event.set()
     thread.join(30)
     with psycopg.connect(url) as conn:
@@ -182,11 +184,12 @@ def main() -> None:
     schemas = []
     try:
         fleet, stream = make_stream(args.n, args.devices, "bench/")
-        raw = raw_ceiling(port, stream)
+        pub = StreamPublisher(port)
+        raw = pub.ceiling(stream)
         name, url = schema(DATABASE_URL, fleet)
         schemas.append(name)
         ingest, cpu_per_msg = run_ingest(
-            port, url, stream, "bench/", args.batch_max, WriteMethod(args.write_method)
+            pub, url, stream, "bench/", args.batch_max, WriteMethod(args.write_method)
         )
         name2, url2 = schema(DATABASE_URL, fleet)
         schemas.append(name2)
@@ -200,8 +203,8 @@ def main() -> None:
             f"messages            {args.n} ({args.devices} devices: band, smoke, cane; mean "
             f"payload bytes {mean['band']}, {mean['smoke']}, {mean['cane']})"
         )
-        print(f"raw QoS 1 ceiling   {raw:10.0f} msg/s  (C publishers -> mosquitto -> C subscriber)")
-        print(f"ingest              {ingest:10.0f} msg/s  (C publishers -> committed, zero loss)")
+        print(f"raw QoS 1 ceiling   {raw:10.0f} msg/s  (replay_pub -> mosquitto -> mosquitto_sub)")
+        print(f"ingest              {ingest:10.0f} msg/s  (replay_pub -> committed, zero loss)")
         print(f"ingest / raw C->C   {ingest / raw:10.2f}  (of the raw QoS 1 ceiling above)")
         print(f"ingest CPU          {cpu_per_msg * 1e6:10.0f} us/msg (paho thread + consumer)")
         print(f"decode only         {decode_rate:10.0f} msg/s  (gateway.decode + batching)")

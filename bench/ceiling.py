@@ -1,20 +1,36 @@
 """The raw broker ceiling with C clients, measured in the same run as a bench's own path.
 
-C publishers (`mosquitto_pub -l -q 1`, one process per topic, several at once) send the same
-payloads through a Mosquitto started with the shipped config to one C subscriber
-(`mosquitto_sub -q 1 -C N`) that only counts. Neither end is Python, so the figure is what the
-broker and the machine allow, and a bench's ratio to it says how much of that our path keeps.
+Two C publishers:
+
+- `replay_pub` (bench/replay_pub.c, libmosquitto, 4 connections, a device's messages always
+  on the same one): publishes a whole stream at once (`publish_stream`) or a recording at a
+  multiple of real time (`replay`). Benches feed their own path with it, so the publisher is
+  never the limit: it keeps per-device topics (one topic per device, as devices publish) at
+  40,000-55,000 msg/s here, where one `mosquitto_pub` process per device topic delivers
+  under 4,000 msg/s in all (process start-up and its final wait per topic, measured on
+  200 topics of 100 messages).
+- `mosquitto_pub -l -q 1`, one process per topic (`c_publish`), for `raw_ceiling`'s few topics.
+
+`stream_ceiling` is the ceiling a path's ratio refers to: the same stream, on the same topics,
+from `replay_pub` through a Mosquitto started with the shipped config to one C subscriber
+(`mosquitto_sub -q 1 -C N`) that only counts. Neither end is Python, so the figure is what
+the broker and the machine allow, and a bench's ratio to it says how much of that our path
+keeps.
 """
 
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 
 Stream = list[tuple[str, bytes]]
+HERE = Path(__file__).resolve().parent
 
 
 def by_topic(stream: Stream) -> dict[str, bytes]:
@@ -79,3 +95,109 @@ def raw_ceiling(port: int, stream: Stream, parallel: int = 8) -> float:
         if sub.poll() is None:
             sub.kill()
             sub.wait()
+
+
+def build_replayer(out_dir: Path) -> Path:
+    """Compile bench/replay_pub.c against the libmosquitto that mosquitto-clients installs."""
+    exe = out_dir / "replay_pub"
+    cmd = ["cc", "-O2", "-o", str(exe), str(HERE / "replay_pub.c"), "-l:libmosquitto.so.1"]
+    subprocess.run([*cmd, "-lpthread"], check=True)
+    return exe
+
+
+@dataclass
+class Replay:
+    """A running replay_pub; `start_ms` is the wall clock of offset 0."""
+
+    proc: subprocess.Popen[bytes]
+    start_ms: int
+    done: dict[str, float] = field(default_factory=dict)
+
+    def wait(self, timeout_s: float) -> dict[str, float]:
+        out, _ = self.proc.communicate(timeout=timeout_s)
+        for line in out.decode().splitlines():
+            if line.startswith("done "):
+                words = line.split()[1:]
+                self.done = {k: float(v) for k, v in zip(words[::2], words[1::2], strict=True)}
+        return self.done
+
+
+def replay(exe: Path, port: int, recording: Path, prefix: str, speed: float, tag: str) -> Replay:
+    """Start replay_pub on `recording`; returns once its connections are up and its clock runs."""
+    cmd = [str(exe), "-p", str(port), "-P", prefix, "-s", repr(speed), "-i", tag, "-w", "120"]
+    with open(recording, "rb") as stdin:
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    first = proc.stdout.readline().decode()
+    if not first.startswith("start_ms "):
+        raise RuntimeError(f"replay_pub did not start: {first!r}")
+    return Replay(proc, int(first.split()[1]))
+
+
+def replay_ceiling(exe: Path, port: int, recording: Path, n: int) -> float:
+    """Messages/s of the recording from replay_pub, unpaced, to a C subscriber that counts."""
+    tag = f"ceil-{uuid.uuid4().hex[:6]}"
+    sub = subprocess.Popen(
+        ["mosquitto_sub", "-p", str(port), "-q", "1", "-i", tag, "-C", str(n), "-t", f"{tag}/#"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        rep = replay(exe, port, recording, f"{tag}/", 1e9, tag)
+        sub.wait(timeout=600)
+        elapsed = time.time() - rep.start_ms / 1000
+        rep.wait(60)
+        return n / elapsed
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+            sub.wait()
+
+
+def write_stream(path: Path, stream: Stream) -> Path:
+    """`stream` as a recording for `replay_pub`: every line at offset 0, QoS 1, not retained."""
+    with open(path, "wb") as out:
+        for topic, payload in stream:
+            if b"\n" in payload or b"\t" in payload or "\t" in topic:
+                raise ValueError(f"payload on {topic} has a TAB or newline")
+            out.write(b"0\t1\t0\t" + topic.encode() + b"\t" + payload + b"\n")
+    return path
+
+
+class StreamPublisher:
+    """Publishes whole streams with `replay_pub`, unpaced (built once, in a temporary folder)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-pub-"))
+        self.exe = build_replayer(self.dir)
+        self._running: list[Replay] = []
+
+    def publish(self, stream: Stream, prefix: str = "") -> float:
+        """Start publishing `stream` (topics get `prefix` in front) and return at once.
+
+        Returns:
+            `time.perf_counter()` at the moment the publisher's clock started (its connections
+            up), so that `n / (perf_counter() - start)` is a rate from the first publish.
+
+        Raises:
+            RuntimeError: when replay_pub does not start.
+        """
+        rec = write_stream(self.dir / f"{uuid.uuid4().hex[:8]}.tsv", stream)
+        rep = replay(self.exe, self.port, rec, prefix, 1e9, f"sp-{uuid.uuid4().hex[:6]}")
+        self._running.append(rep)
+        return time.perf_counter() - (time.time() - rep.start_ms / 1000)
+
+    def wait(self, timeout_s: float = 120.0) -> None:
+        """Wait until every stream published so far is acknowledged (RuntimeError if not)."""
+        while self._running:
+            rep = self._running.pop()
+            done = rep.wait(timeout_s)
+            if rep.proc.returncode != 0 or done.get("acked") != done.get("sent"):
+                raise RuntimeError(f"replay_pub lost messages: {done}")
+
+    def ceiling(self, stream: Stream) -> float:
+        """Msg/s of `stream` (its own topics, under a fresh prefix) to one C subscriber."""
+        tag = f"ceil-{uuid.uuid4().hex[:6]}"
+        rec = write_stream(self.dir / f"{tag}.tsv", stream)
+        return replay_ceiling(self.exe, self.port, rec, len(stream))

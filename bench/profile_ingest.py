@@ -3,9 +3,10 @@
 Runs the ingest service in this process on a fresh schema and a Mosquitto started here, with
 a `cProfile.Profile` in each thread (the paho network thread, whose callback decodes nothing
 but stamps and queues, and the consumer thread that decodes, builds rows and COPYs), while
-bench_ingest's C publishers send its stream (bands, smoke, 100-sample cane windows). Prints the
-top functions per thread by own time and by cumulative time. Profiling slows Python code down
-(roughly 1.5-2x), so the shares matter, not the absolute rates.
+bench_ingest's C publisher (replay_pub, unpaced) sends its stream (bands, smoke, 100-sample
+cane windows). Prints the top functions per thread by own time and by cumulative time.
+Profiling slows Python code down (roughly 1.5-2x), so the shares matter, not the absolute
+rates.
 
 Usage: python bench/profile_ingest.py [-n 20000] [--devices 60] [--top 25]
 """
@@ -27,7 +28,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 import psycopg
 from bench_ingest import DATABASE_URL, make_stream, schema
-from ceiling import c_publish
+from ceiling import StreamPublisher
 
 from eldercare.broker import free_port, start_mosquitto, stop
 from ingest.service import IngestService
@@ -62,7 +63,7 @@ def _thread_cpu() -> dict[str, float]:
 
 
 def run(
-    settings: IngestSettings, port: int, stream: list[tuple[str, bytes]], profiled: bool
+    settings: IngestSettings, pub: StreamPublisher, stream: list[tuple[str, bytes]], profiled: bool
 ) -> tuple[float, dict[str, float]]:
     """Ingest `stream` once; (messages/s, CPU seconds of the consumer and paho threads)."""
     service = IngestService(settings)
@@ -73,13 +74,14 @@ def run(
     thread.start()
     assert service.wait_subscribed(30)
     cpu0 = _thread_cpu()
-    started, _ = c_publish(port, stream)
+    started = pub.publish(stream)
     stored = service.metrics.stored
     kinds = ("band_telemetry", "smoke_telemetry", "cane_telemetry")
     while sum(stored.labels(k)._value.get() for k in kinds) < len(stream):
         time.sleep(0.005)
     elapsed = time.perf_counter() - started
     cpu1 = _thread_cpu()
+    pub.wait()
     stop_event.set()
     thread.join(30)
     threading.setprofile(None)
@@ -99,6 +101,7 @@ def main() -> None:
     broker = start_mosquitto(port, Path(tempfile.mkdtemp(prefix="prof-mosq-")))
     names: list[str] = []
     try:
+        pub = StreamPublisher(port)
         for profiled in (False, True):
             # A prefix per run: the first run's persistent session keeps its share of the
             # shared subscription, which would split the second run's messages.
@@ -112,7 +115,7 @@ def main() -> None:
                 topic_prefix=prefix,
                 client_id=f"prof-{uuid.uuid4().hex[:6]}",
             )
-            rate, cpu = run(settings, port, stream, profiled)
+            rate, cpu = run(settings, pub, stream, profiled)
             label = "profiled" if profiled else "not profiled"
             print(
                 f"{len(stream)} messages: {rate:.0f} msg/s ({label}); CPU per thread: "

@@ -33,7 +33,11 @@ DEFAULT_STEP_MS = 2_000
 
 @dataclass(slots=True)
 class _Device:
-    samples: deque[tuple[int, int]] = field(default_factory=deque)  # (received_ms, offset_ms)
+    samples: deque[tuple[int, int]] = field(default_factory=deque)  # (received_ms, number)
+    # The window's minimum in O(1): (offset_ms, number) of the samples that are smaller than
+    # every later one, oldest first, so the front is the smallest still in the window.
+    lows: deque[tuple[int, int]] = field(default_factory=deque)
+    taken: int = 0  # samples numbered so far
     offset_ms: int = 0
     anchor_seq: int = 0  # first seq on the current clock
     before_ms: int | None = None  # offset of the clock before the last step
@@ -74,6 +78,7 @@ class ClockOffsets:
             self.steps += 1
             dev.before_ms = dev.offset_ms
             dev.samples.clear()
+            dev.lows.clear()
             dev.anchor_seq = seq
             dev.offset_ms = sample
         if seq > dev.newest_seq:
@@ -81,16 +86,25 @@ class ClockOffsets:
         if seq < dev.anchor_seq:
             # Sent before the last step: it belongs to the old clock.
             return dev.before_ms if dev.before_ms is not None else dev.offset_ms
-        dev.samples.append((received_ms, sample))
+        number = dev.taken
+        dev.taken += 1
+        samples, lows = dev.samples, dev.lows
+        samples.append((received_ms, number))
+        while lows and lows[-1][0] >= sample:
+            lows.pop()
+        lows.append((sample, number))
         dev.newest_received_ms = newest_ms = max(dev.newest_received_ms, received_ms)
-        while len(dev.samples) > 1 and (
-            len(dev.samples) > self.max_samples or dev.samples[0][0] < newest_ms - self.window_ms
+        while len(samples) > 1 and (
+            len(samples) > self.max_samples or samples[0][0] < newest_ms - self.window_ms
         ):
-            dev.samples.popleft()
-        lowest = min(o for _, o in dev.samples)
+            samples.popleft()
+        first = samples[0][1]
+        while lows[0][1] < first:
+            lows.popleft()
+        lowest = lows[0][0]
         # The estimate may rise (a clock losing time) only on evidence spread over half the
         # window: after a gap, the first samples are often a replayed buffer, all of them late.
-        span_ms = newest_ms - dev.samples[0][0]
+        span_ms = newest_ms - samples[0][0]
         if lowest <= dev.offset_ms or span_ms >= self.window_ms // 2:
             dev.offset_ms = lowest
         return dev.offset_ms

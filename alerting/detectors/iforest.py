@@ -43,7 +43,8 @@ def _ratio(depths: Floats, denominator: Floats) -> Floats:
 
 @dataclass(frozen=True, slots=True)
 class CompiledForest:
-    """The trees of one isolation forest as flat arrays (leaves point to themselves)."""
+    """The trees of one isolation forest as flat arrays (leaves point to themselves; a split
+    node's right child is the node after its left one, which `ForestPool` relies on)."""
 
     roots: npt.NDArray[np.int32]
     feature: npt.NDArray[np.int8]
@@ -217,10 +218,11 @@ class ForestPool:
 
     def __init__(self, trees: int) -> None:
         self.trees = trees
-        self._feature = np.zeros(0, dtype=np.int8)
-        self._threshold = np.zeros(0)
-        self._left = np.zeros(0, dtype=np.int32)
-        self._right = np.zeros(0, dtype=np.int32)
+        # One 16-byte record per node, so that a walk step reads one cache line per
+        # (sample, tree): [threshold as float64 bits, left child << 8 | feature]. The fit
+        # puts a node's right child right after its left one; a leaf points to itself with
+        # an infinite threshold, so it stays put.
+        self._node = np.zeros((0, 2), dtype=np.int64)
         self._leaf_depth = np.zeros(0)
         self._size = 0
         self._freed = 0
@@ -235,13 +237,14 @@ class ForestPool:
         """Copy `forest` into the arena; returns its id."""
         if forest.roots.size != self.trees:
             raise ValueError(f"a pool of {self.trees}-tree forests got {forest.roots.size}")
+        inner = forest.left != forest.right
+        if np.any(forest.right[inner] != forest.left[inner] + 1):
+            raise ValueError("a pooled forest needs each right child right after its left one")
         count = forest.feature.size
         self._reserve(self._size + count)
         base, end = self._size, self._size + count
-        self._feature[base:end] = forest.feature
-        self._threshold[base:end] = forest.threshold
-        self._left[base:end] = forest.left + base
-        self._right[base:end] = forest.right + base
+        self._node[base:end, 0] = forest.threshold.view(np.int64)
+        self._node[base:end, 1] = ((forest.left.astype(np.int64) + base) << 8) | forest.feature
         self._leaf_depth[base:end] = forest.leaf_depth
         self._size = end
         forest_id = self._next_id
@@ -273,10 +276,24 @@ class ForestPool:
         nodes = bases[:, None] + np.stack([i[2] for i in info])
         steps = max(i[3] for i in info)
         x = np.asarray(rows, dtype=np.float32).astype(np.float64)
-        sample = np.arange(n)[:, None]
+        # Row i's feature f is flat[i * features + f]; the walk goes right on `x > threshold`
+        # (the same as not `x <= threshold` for the finite values rows hold).
+        # Buffers reused across steps: fresh arrays of this size would each be a new mmap.
+        flat = x.ravel()
+        row_base = (np.arange(n, dtype=np.int64) * x.shape[1])[:, None]
+        record = np.empty((*nodes.shape, 2), dtype=np.int64)
+        index = np.empty(nodes.shape, dtype=np.int64)
+        value = np.empty(nodes.shape)
+        right = np.empty(nodes.shape, dtype=bool)
         for _ in range(steps):
-            go_left = x[sample, self._feature[nodes]] <= self._threshold[nodes]
-            nodes = np.where(go_left, self._left[nodes], self._right[nodes])
+            np.take(self._node, nodes, axis=0, out=record)
+            code = record[..., 1]
+            np.bitwise_and(code, 0xFF, out=index)
+            index += row_base
+            np.take(flat, index, out=value)
+            np.greater(value, record[..., 0].view(np.float64), out=right)
+            np.right_shift(code, 8, out=nodes)
+            nodes += right
         per_tree = self._leaf_depth[nodes]
         depths = np.zeros(n)
         for t in range(self.trees):
@@ -288,32 +305,29 @@ class ForestPool:
 
     def nbytes(self) -> int:
         """Bytes held by the arena."""
-        arrays = (self._feature, self._threshold, self._left, self._right, self._leaf_depth)
-        return sum(a.nbytes for a in arrays)
+        return self._node.nbytes + self._leaf_depth.nbytes
 
     def _reserve(self, needed: int) -> None:
-        capacity = self._feature.size
+        capacity = self._leaf_depth.size
         if needed <= capacity:
             return
         grown = max(needed, capacity * 2, 1 << 14)
-        for name in ("_feature", "_threshold", "_left", "_right", "_leaf_depth"):
-            old = getattr(self, name)
-            new = np.zeros(grown, dtype=old.dtype)
-            new[: self._size] = old[: self._size]
-            setattr(self, name, new)
+        node = np.zeros((grown, 2), dtype=np.int64)
+        node[: self._size] = self._node[: self._size]
+        leaf_depth = np.zeros(grown)
+        leaf_depth[: self._size] = self._leaf_depth[: self._size]
+        self._node, self._leaf_depth = node, leaf_depth
 
     def _compact(self) -> None:
         keep = sorted(self._forests.items(), key=lambda item: item[1][0])
-        arrays = (self._feature, self._threshold, self._left, self._right, self._leaf_depth)
-        feature, threshold, left, right, leaf_depth = (a[: self._size].copy() for a in arrays)
+        node, leaf_depth = self._node[: self._size].copy(), self._leaf_depth[: self._size].copy()
         self._size = self._freed = 0
         for forest_id, (base, count, roots, steps, denominator, offset) in keep:
             end = base + count
             new_base = self._size
-            self._feature[new_base : new_base + count] = feature[base:end]
-            self._threshold[new_base : new_base + count] = threshold[base:end]
-            self._left[new_base : new_base + count] = left[base:end] - base + new_base
-            self._right[new_base : new_base + count] = right[base:end] - base + new_base
+            moved = node[base:end].copy()
+            moved[:, 1] += (new_base - base) << 8
+            self._node[new_base : new_base + count] = moved
             self._leaf_depth[new_base : new_base + count] = leaf_depth[base:end]
             self._size += count
             self._forests[forest_id] = (new_base, count, roots, steps, denominator, offset)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -195,6 +196,24 @@ def test_pool_scores_each_row_by_its_own_forest() -> None:
     mine = pool.add(forest)
     pool.free(other)  # compacts: the survivor moves and must still score the same
     assert np.array_equal(pool.decision([mine] * len(probe), probe), expected)
+    # Interleaved rows of two forests, each by its own, across a compaction and a regrowth.
+    third = fit_forest(x[::2], trees=50, contamination=0.005, seed=2)
+    for _ in range(3):
+        pool.add(fit_forest(x[1::2], trees=50, contamination=0.005, seed=5))
+    theirs = pool.add(third)
+    ids = [mine if k % 2 else theirs for k in range(len(probe))]
+    want = np.where(np.arange(len(probe)) % 2 == 1, expected, third.decision(probe))
+    assert np.array_equal(pool.decision(ids, probe), want)
+
+
+def test_pool_relies_on_the_fit_placing_right_children_after_left_ones() -> None:
+    forest = fit_forest(_cloud(np.random.default_rng(3), 300), trees=10, contamination=0.01, seed=0)
+    inner = forest.left != forest.right
+    assert inner.any()
+    assert np.array_equal(forest.right[inner], forest.left[inner] + 1)
+    swapped = replace(forest, left=forest.right, right=forest.left)
+    with pytest.raises(ValueError, match="right child"):
+        ForestPool(10).add(swapped)
 
 
 def test_fits_wait_for_the_budget_and_z_scores_judge_meanwhile(

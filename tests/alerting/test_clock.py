@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from alerting.clock import ClockOffsets
@@ -53,3 +55,59 @@ def test_a_clock_set_forward_is_followed_at_once_and_each_device_has_its_own() -
     assert clocks.observe("cane-1", T0 + 10_000 + 240_000, 5, T0 + 10_050) == -239_950
     assert clocks.offset("cane-2") == 7050
     assert clocks.offset("cane-3") is None
+
+
+def _reference_offsets(
+    events: list[tuple[int, int, int]], window_ms: int, max_samples: int, step_ms: int
+) -> list[int]:
+    """The estimator written plainly: the minimum taken over the whole window every time."""
+    samples: list[tuple[int, int]] = []
+    offset, anchor, before = 0, 0, None
+    newest_seq, newest_ts, newest_rx = -1, 0, 0
+    out = []
+    for k, (ts, seq, rx) in enumerate(events):
+        sample = rx - ts
+        if k == 0:
+            offset, anchor = sample, seq
+        elif seq > newest_seq and ts < newest_ts - step_ms:
+            before, samples, anchor, offset = offset, [], seq, sample
+        if seq > newest_seq:
+            newest_seq, newest_ts = seq, ts
+        if seq < anchor:
+            out.append(before if before is not None else offset)
+            continue
+        samples.append((rx, sample))
+        newest_rx = max(newest_rx, rx)
+        while len(samples) > 1 and (
+            len(samples) > max_samples or samples[0][0] < newest_rx - window_ms
+        ):
+            samples.pop(0)
+        lowest = min(o for _, o in samples)
+        if lowest <= offset or newest_rx - samples[0][0] >= window_ms // 2:
+            offset = lowest
+        out.append(offset)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_running_minimum_equals_the_minimum_over_the_window(seed: int) -> None:
+    """Random delays, replays, resets, late and reordered messages: the O(1) window minimum
+    gives the offsets a plain minimum over the kept samples gives, message for message."""
+    rng = random.Random(seed)
+    window_ms, max_samples, step_ms = 60_000, 16, 2_000
+    events: list[tuple[int, int, int]] = []
+    rx, skew, seq = 1_000_000, rng.randint(-(10**6), 10**6), 0
+    for k in range(3_000):
+        rx += rng.choice((0, 5, 300, 2_000, 30_000))
+        roll = rng.random()
+        if roll < 0.01 or k == 1_500:
+            skew = rng.randint(-(10**9), 0)  # a reset or a step back
+        elif roll < 0.02:
+            skew += rng.randint(0, 600_000)  # set forward
+        seq += rng.choice((1, 1, 1, 1, 1, -3))  # now and then an older message arrives late
+        delay = rng.choice((20, 50, 400, 3_600_000 if rng.random() < 0.05 else 80))
+        events.append((rx - skew - delay, seq, rx))
+    clocks = ClockOffsets(window_ms=window_ms, max_samples=max_samples, step_ms=step_ms)
+    got = [clocks.observe("d", ts, s, r) for ts, s, r in events]
+    assert got == _reference_offsets(events, window_ms, max_samples, step_ms)
+    assert clocks.steps > 0

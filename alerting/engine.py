@@ -21,8 +21,6 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 from alerting.caps import DeviceCaps
 from alerting.clock import ClockOffsets
 from alerting.detectors import (
@@ -38,7 +36,7 @@ from alerting.detectors import (
 from alerting.detectors.fall import FallClassifier
 from alerting.detectors.health import DEFAULT_WILL_GRACE_S
 from alerting.detectors.inactivity import CANE_STEPS_PER_S
-from alerting.fall_features import magnitude
+from alerting.fall_features import accel_array, magnitude
 from alerting.geo import implausible_fix
 from alerting.model import Action, Clear, Close, Finding, Raise, Trigger
 from gateway.contract import AlertKind, DeviceType
@@ -299,8 +297,9 @@ class Engine:
         if not self.caps.buffer_window(device.id, window.ts, now_ms):
             self.stats.over_window_cap += 1
             return []
-        out = self.fall.on_window(window, now_ms)
-        mag = magnitude(np.asarray(window.accel_g, dtype=np.float64).reshape(-1, 3))
+        samples = accel_array(window.accel_g)
+        out = self.fall.on_window(window, now_ms, samples)
+        mag = magnitude(samples)
         if float(mag.std()) > _CANE_MOVING_STD_G:
             steps = CANE_STEPS_PER_S * len(mag) / window.rate_hz
             out.extend(self.inactivity.on_movement(device.elder_id, device.id, window.ts, steps))

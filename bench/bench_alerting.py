@@ -6,7 +6,9 @@ topic -> Mosquitto with the shipped config -> a C subscriber that only counts,
 bench/ceiling.py), the alerting service draining it (the same publisher -> Mosquitto ->
 alerting, from the first publish until the service has handled the last), and the ratio. The
 publisher sends far faster than alerting takes, so the broker holds a backlog that alerting
-drains, as after a gateway's replay or a restart.
+drains, as after a gateway's replay or a restart. The Python client's own ceiling (the same
+stream to a paho-mqtt subscriber that only counts) is printed first: no process that receives
+through paho goes faster.
 Every band has a fitted anomaly model before the timed part, as in steady operation.
 
 `--workers 1,2` runs the service as 1, then 2 partition processes (alerting.partition: each
@@ -359,6 +361,11 @@ def main() -> None:
     try:
         pub = StreamPublisher(port)
         raw = {kind: pub.ceiling(stream) for kind, stream in kinds.items()}
+        paho = {kind: pub.paho_ceiling(stream)[0] for kind, stream in kinds.items()}
+        print(
+            "paho-mqtt alone (a subscriber that only counts), msg/s: "
+            + ", ".join(f"{kind} {rate:.0f}" for kind, rate in paho.items())
+        )
         if args.workers:
             counts = [int(n) for n in args.workers.split(",")]
             report_workers(url, pub, counts, fleet, kinds, raw, ts0)

@@ -2,18 +2,25 @@
 
 Prints: the raw ceiling (the C publisher `replay_pub`, unpaced, on each device's own topic ->
 Mosquitto -> C subscriber `mosquitto_sub` that only counts, bench/ceiling.py), ingest
-throughput (the same C publisher and topics -> committed rows, zero loss), their ratio, and
+throughput (the same C publisher and topics -> committed rows, zero loss), their ratio, the
+Python client's own ceiling (the same stream to a paho-mqtt subscriber that only counts) and
 the bare decode and COPY rates of the same rows. Cane windows carry 100 samples (2 s at
 50 Hz), as a walking cane sends them. Starts its own Mosquitto with gateway/mosquitto.conf
 and uses its own database schema.
 
+`--consumers 1,2` also runs that many ingest processes on the shared subscription (as
+docker-compose.yml runs 2 replicas), each count on a fresh schema, and prints their combined
+rate.
+
 Usage: python bench/bench_ingest.py [-n 20000] [--devices 60] [--batch-max 2000]
+    [--consumers 1,2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import random
 import tempfile
@@ -21,6 +28,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from ceiling import StreamPublisher
@@ -139,6 +147,79 @@ def run_ingest(
     return len(stream) / elapsed, cpu / len(stream)
 
 
+def _consumer(settings: IngestSettings, ready: Any, state: Any, stop_event: Any) -> None:
+    """One ingest process: the service in a thread, its stored rows and CPU time shared."""
+    service = IngestService(settings)
+    halt = threading.Event()
+    thread = threading.Thread(target=service.run, args=(halt,), daemon=True)
+    thread.start()
+    if not service.wait_subscribed(30):
+        return
+    ready.set()
+    stored = service.metrics.stored
+    kinds = ("band_telemetry", "smoke_telemetry", "cane_telemetry")
+    while not stop_event.wait(0.005):
+        state[0] = sum(stored.labels(k)._value.get() for k in kinds)
+        state[1] = time.process_time()
+    halt.set()
+    thread.join(30)
+
+
+def run_ingest_processes(
+    pub: StreamPublisher,
+    url: str,
+    stream: list[tuple[str, bytes]],
+    prefix: str,
+    batch_max: int,
+    method: WriteMethod,
+    count: int,
+) -> tuple[float, float]:
+    """`count` ingest processes on the shared subscription (`$share/ingest/...`, as the
+    compose file's replicas); (messages/s published -> committed, CPU s per message, all
+    processes together)."""
+    ctx = mp.get_context("spawn")
+    stop_event = ctx.Event()
+    base = f"bench-{uuid.uuid4().hex[:6]}"
+    ready = [ctx.Event() for _ in range(count)]
+    state = [ctx.Array("d", 2, lock=False) for _ in range(count)]
+    procs = []
+    for k in range(count):
+        settings = IngestSettings(
+            database_url=url,
+            mqtt_url=f"mqtt://127.0.0.1:{pub.port}",
+            topic_prefix=prefix,
+            client_id=f"{base}-{k}",
+            batch_max=batch_max,
+            write_method=method,
+        )
+        proc = ctx.Process(target=_consumer, args=(settings, ready[k], state[k], stop_event))
+        proc.start()
+        procs.append(proc)
+    try:
+        for k, event in enumerate(ready):
+            assert event.wait(120), f"ingest process {k} did not subscribe"
+        time.sleep(0.5)
+        cpu0 = sum(st[1] for st in state)
+        started = pub.publish(stream)
+        while sum(st[0] for st in state) < len(stream):
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        time.sleep(0.02)  # each process has written its CPU time after its last row
+        cpu = sum(st[1] for st in state) - cpu0
+        pub.wait()
+    finally:
+        stop_event.set()
+        for proc in procs:
+            proc.join(30)
+    with psycopg.connect(url) as conn:
+        n = sum(
+            conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+            for t in ("band_telemetry", "smoke_telemetry", "cane_telemetry")
+        )
+    assert n == len(stream), f"loss: stored {n} of {len(stream)}"
+    return len(stream) / elapsed, cpu / len(stream)
+
+
 def bare_copy(
     url: str, stream: list[tuple[str, bytes]], batch_max: int, prefix: str
 ) -> tuple[float, float]:
@@ -178,6 +259,12 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=60)
     parser.add_argument("--batch-max", type=int, default=2000)
     parser.add_argument("--write-method", default="copy", choices=["copy", "unnest"])
+    parser.add_argument(
+        "--consumers",
+        default="",
+        help="comma-separated counts of ingest processes on the shared subscription, e.g. 1,2"
+        " (each count on a fresh schema; default: the service in this process only)",
+    )
     args = parser.parse_args()
     port = free_port()
     broker = start_mosquitto(port, Path(tempfile.mkdtemp(prefix="bench-mosq-")))
@@ -186,6 +273,7 @@ def main() -> None:
         fleet, stream = make_stream(args.n, args.devices, "bench/")
         pub = StreamPublisher(port)
         raw = pub.ceiling(stream)
+        paho_rate, paho_cpu = pub.paho_ceiling(stream)
         name, url = schema(DATABASE_URL, fleet)
         schemas.append(name)
         ingest, cpu_per_msg = run_ingest(
@@ -206,7 +294,33 @@ def main() -> None:
         print(f"raw QoS 1 ceiling   {raw:10.0f} msg/s  (replay_pub -> mosquitto -> mosquitto_sub)")
         print(f"ingest              {ingest:10.0f} msg/s  (replay_pub -> committed, zero loss)")
         print(f"ingest / raw C->C   {ingest / raw:10.2f}  (of the raw QoS 1 ceiling above)")
+        print(
+            f"paho-mqtt alone     {paho_rate:10.0f} msg/s  ({paho_rate / raw:.2f} of the raw"
+            f" ceiling, {paho_cpu * 1e6:.0f} us CPU/msg: a subscriber that only counts)"
+        )
+        print(f"ingest / paho alone {ingest / paho_rate:10.2f}")
         print(f"ingest CPU          {cpu_per_msg * 1e6:10.0f} us/msg (paho thread + consumer)")
+        for count in [int(c) for c in args.consumers.split(",") if c]:
+            # A prefix per run: a finished run's persistent sessions keep their share of the
+            # shared subscription, and the broker would queue part of this run's messages
+            # for them.
+            prefix_n = f"bench{count}/"
+            _, stream_n = make_stream(args.n, args.devices, prefix_n)
+            name_n, url_n = schema(DATABASE_URL, fleet)
+            schemas.append(name_n)
+            rate_n, cpu_n = run_ingest_processes(
+                pub,
+                url_n,
+                stream_n,
+                prefix_n,
+                args.batch_max,
+                WriteMethod(args.write_method),
+                count,
+            )
+            print(
+                f"ingest x{count} proc   {rate_n:10.0f} msg/s  ({rate_n / raw:.2f} of the raw"
+                f" ceiling, {cpu_n * 1e6:.0f} us CPU/msg over the processes; zero loss)"
+            )
         print(f"decode only         {decode_rate:10.0f} msg/s  (gateway.decode + batching)")
         print(f"bare COPY + commit  {copy_rate:10.0f} rows/s (batches of {args.batch_max})")
     finally:

@@ -16,18 +16,26 @@ from `replay_pub` through a Mosquitto started with the shipped config to one C s
 (`mosquitto_sub -q 1 -C N`) that only counts. Neither end is Python, so the figure is what
 the broker and the machine allow, and a bench's ratio to it says how much of that our path
 keeps.
+
+`StreamPublisher.paho_ceiling` is the Python client's own ceiling in the same run: the same
+stream to a paho-mqtt (MQTT 5, QoS 1) subscriber whose callback only counts. Every service
+here receives through paho, so no service process can take more than that.
 """
 
 from __future__ import annotations
 
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 Stream = list[tuple[str, bytes]]
 HERE = Path(__file__).resolve().parent
@@ -201,3 +209,39 @@ class StreamPublisher:
         tag = f"ceil-{uuid.uuid4().hex[:6]}"
         rec = write_stream(self.dir / f"{tag}.tsv", stream)
         return replay_ceiling(self.exe, self.port, rec, len(stream))
+
+    def paho_ceiling(self, stream: Stream) -> tuple[float, float]:
+        """`stream` to a paho-mqtt subscriber that only counts (MQTT 5, QoS 1, its network
+        thread as the services run it).
+
+        Returns:
+            (messages/s, CPU seconds of this process per message).
+        """
+        tag = f"paho-{uuid.uuid4().hex[:6]}"
+        n = len(stream)
+        got = [0]
+        done = threading.Event()
+
+        def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+            got[0] += 1
+            if got[0] == n:
+                done.set()
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=tag, protocol=mqtt.MQTTv5)
+        client.on_message = on_message
+        client.connect("127.0.0.1", self.port)
+        client.subscribe(f"{tag}/#", options=SubscribeOptions(qos=1))
+        client.loop_start()
+        try:
+            time.sleep(0.5)  # subscribed before the first publish
+            cpu0 = time.process_time()
+            started = self.publish(stream, f"{tag}/")
+            if not done.wait(600):
+                raise RuntimeError(f"paho received {got[0]} of {n}")
+            rate = n / (time.perf_counter() - started)
+            cpu = (time.process_time() - cpu0) / n
+            self.wait()
+            return rate, cpu
+        finally:
+            client.disconnect()
+            client.loop_stop()

@@ -33,6 +33,7 @@ from alerting.fall_features import (
     RECENTRE_AFTER_S,
     REFRACTORY_S,
     SAME_PEAK_S,
+    accel_array,
     features_at,
     impact_indices,
     magnitude,
@@ -141,17 +142,24 @@ class FallDetector:
         self.hint_threshold = hint_threshold
         self._canes: dict[str, _Cane] = {}
 
-    def on_window(self, msg: CaneTelemetry, received_ms: int | None = None) -> list[Finding]:
+    def on_window(
+        self,
+        msg: CaneTelemetry,
+        received_ms: int | None = None,
+        samples: NDArray[np.float64] | None = None,
+    ) -> list[Finding]:
         """Take one accelerometer window; returns a trigger when a buffered impact is a fall.
 
         Args:
             msg: the window, its `ts` on the cane's corrected time base.
             received_ms: when it arrived, platform clock (default: `msg.ts`).
+            samples: `msg.accel_g` as `accel_array` gives it, when the caller has it already.
         """
         received_ms = msg.ts if received_ms is None else received_ms
         cane = self._canes.setdefault(msg.device_id, _Cane())
         cane.heard_ms = max(cane.heard_ms, received_ms)
-        samples = np.asarray(msg.accel_g, dtype=np.float64).reshape(-1, 3)
+        if samples is None:
+            samples = accel_array(msg.accel_g)
         window = _Window(msg.ts, msg.rate_hz, samples, msg.lat, msg.lon)
         if any(w.end_ms == window.end_ms for w in cane.windows):
             return []

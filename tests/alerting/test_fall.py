@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from alerting.detectors import FallDetector
+from alerting.fall_features import accel_array
 from alerting.fall_model import load_fall_model
 from alerting.model import Trigger
 from firmware_sim.cane import cane_windows, episode
@@ -133,3 +134,13 @@ def test_fall_right_after_an_overlapping_window_is_found(detector_factory: objec
         )  # type: ignore[misc]
         found += det.on_window(msg)
     assert len(found) == 1 and found[0].kind is AlertKind.FALL
+
+
+def test_accel_array_is_the_window_as_numpy_gives_it() -> None:
+    rng = np.random.default_rng(4)
+    accel = tuple(tuple(float(v) for v in row) for row in rng.normal(0, 1, (137, 3)))
+    got = accel_array(accel)
+    assert got.shape == (137, 3) and got.dtype == np.float64
+    assert np.array_equal(got, np.asarray(accel, dtype=np.float64))
+    with pytest.raises(ValueError, match="4 values for 2 samples"):
+        accel_array(((0.1, 0.2, 1.0), (0.3,)))

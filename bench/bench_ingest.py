@@ -274,6 +274,7 @@ def main() -> None:
         pub = StreamPublisher(port)
         raw = pub.ceiling(stream)
         paho_rate, paho_cpu = pub.paho_ceiling(stream)
+        crt = pub.awscrt_ceiling(stream)
         name, url = schema(DATABASE_URL, fleet)
         schemas.append(name)
         ingest, cpu_per_msg = run_ingest(
@@ -299,6 +300,13 @@ def main() -> None:
             f" ceiling, {paho_cpu * 1e6:.0f} us CPU/msg: a subscriber that only counts)"
         )
         print(f"ingest / paho alone {ingest / paho_rate:10.2f}")
+        if crt is None:
+            print("awscrt alone        (not installed: pip install awscrt to compare)")
+        else:
+            print(
+                f"awscrt alone        {crt[0]:10.0f} msg/s  ({crt[0] / raw:.2f} of the raw"
+                f" ceiling, {crt[1] * 1e6:.0f} us CPU/msg: awscrt's C MQTT 5 client, counting)"
+            )
         print(f"ingest CPU          {cpu_per_msg * 1e6:10.0f} us/msg (paho thread + consumer)")
         for count in [int(c) for c in args.consumers.split(",") if c]:
             # A prefix per run: a finished run's persistent sessions keep their share of the

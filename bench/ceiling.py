@@ -20,6 +20,8 @@ keeps.
 `StreamPublisher.paho_ceiling` is the Python client's own ceiling in the same run: the same
 stream to a paho-mqtt (MQTT 5, QoS 1) subscriber whose callback only counts. Every service
 here receives through paho, so no service process can take more than that.
+`awscrt_ceiling` measures the same with awscrt's C MQTT 5 client when it is installed (not a
+platform dependency).
 """
 
 from __future__ import annotations
@@ -245,3 +247,52 @@ class StreamPublisher:
         finally:
             client.disconnect()
             client.loop_stop()
+
+    def awscrt_ceiling(self, stream: Stream) -> tuple[float, float] | None:
+        """The same as `paho_ceiling` with awscrt's MQTT 5 client (C, with Python callbacks),
+        when `awscrt` is installed (`pip install awscrt`; not a dependency of the platform).
+
+        Returns:
+            (messages/s, CPU seconds of this process per message), or None without awscrt.
+        """
+        try:
+            from awscrt import mqtt5  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            return None
+        tag = f"crt-{uuid.uuid4().hex[:6]}"
+        n = len(stream)
+        got = [0]
+        done = threading.Event()
+        connected = threading.Event()
+
+        def on_publish(data: object) -> None:
+            got[0] += 1
+            if got[0] == n:
+                done.set()
+
+        client = mqtt5.Client(
+            mqtt5.ClientOptions(
+                host_name="127.0.0.1",
+                port=self.port,
+                connect_options=mqtt5.ConnectPacket(client_id=tag),
+                on_publish_callback_fn=on_publish,
+                on_lifecycle_event_connection_success_fn=lambda _: connected.set(),
+            )
+        )
+        client.start()
+        try:
+            if not connected.wait(10):
+                raise RuntimeError("awscrt did not connect")
+            subscription = mqtt5.Subscription(topic_filter=f"{tag}/#", qos=mqtt5.QoS.AT_LEAST_ONCE)
+            client.subscribe(mqtt5.SubscribePacket(subscriptions=[subscription])).result(10)
+            time.sleep(0.5)
+            cpu0 = time.process_time()
+            started = self.publish(stream, f"{tag}/")
+            if not done.wait(600):
+                raise RuntimeError(f"awscrt received {got[0]} of {n}")
+            rate = n / (time.perf_counter() - started)
+            cpu = (time.process_time() - cpu0) / n
+            self.wait()
+            return rate, cpu
+        finally:
+            client.stop()

@@ -33,6 +33,7 @@ from alerting.detectors import (
     SosDetector,
     WanderingDetector,
 )
+from alerting.detectors.anomaly import DEFAULT_FOREST_BUDGET_MIB
 from alerting.detectors.fall import FallClassifier
 from alerting.detectors.health import DEFAULT_WILL_GRACE_S
 from alerting.detectors.inactivity import CANE_STEPS_PER_S
@@ -81,6 +82,8 @@ class Engine:
         sos_grace_s: how long the wearer may cancel a press.
         will_grace_s: how long a Last Will waits for a reconnect before it pages.
         fall_threshold: the classifier's probability bar.
+        anomaly_forest_mib: memory for the anomaly model's forests
+            (`alerting.detectors.anomaly.DEFAULT_FOREST_BUDGET_MIB`).
     """
 
     def __init__(
@@ -92,13 +95,14 @@ class Engine:
         sos_grace_s: float = 30.0,
         fall_threshold: float = 0.5,
         will_grace_s: float = DEFAULT_WILL_GRACE_S,
+        anomaly_forest_mib: int = DEFAULT_FOREST_BUDGET_MIB,
     ) -> None:
         self.sos = SosDetector(sos_grace_s)
         self.smoke = SmokeDetector()
         self.fall = FallDetector(fall_model, threshold=fall_threshold)
         self.wandering = WanderingDetector()
         self.inactivity = InactivityDetector()
-        self.anomaly = AnomalyDetector()
+        self.anomaly = AnomalyDetector(forest_budget_bytes=anomaly_forest_mib * 2**20)
         self.health = HealthDetector({}, {}, will_grace_s)
         self.stats = EngineStats()
         self.clocks = ClockOffsets()

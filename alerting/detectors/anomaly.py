@@ -12,7 +12,7 @@ was current when it arrived and its robust z-score is taken over the history it 
 
 from __future__ import annotations
 
-import bisect
+import logging
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -24,6 +24,8 @@ from alerting.detectors.iforest import ForestPool, fit_forest
 from alerting.geo import local_hour
 from alerting.model import Finding, Trigger
 from gateway.contract import AlertKind, Severity
+
+logger = logging.getLogger(__name__)
 
 # Extreme heart rates raise at high severity whatever the model says: below 40 bpm awake is
 # significant bradycardia (2018 ACC/AHA/HRS bradycardia guideline); above 150 bpm at an
@@ -49,61 +51,114 @@ _MAD_TO_SD = 1.4826
 _MIN_MAD_BPM = 2.0
 _HISTORY = 3000
 _FIRST_ROWS = 16
+# Bytes a history row takes: float32 heart rate, float32 log1p(steps), the hour, and the
+# float32 heart rate again in the sorted array.
+_ROW_BYTES = 13
 _TREES = 50
 _FEATURES = 4
+# Memory for the forests (the pool's arena). A fitted forest of 50 trees on 200-3,000 rows
+# holds 8,600-9,700 nodes, 200-230 KiB (bench/bench_detector_state.py), so 4 GiB keeps a
+# forest for about 18,000 elders. Past the budget an elder is judged by the robust z-score and
+# the fixed heart-rate limits only (as while a fit waits), and its fit is tried again after
+# another `refit_every` samples. Operators of larger districts give it more
+# (ALERTING_ANOMALY_FOREST_MIB): a forest for each of Xicheng's ~100,000 elders takes ~22 GiB.
+DEFAULT_FOREST_BUDGET_MIB = 4096
+# Nodes assumed for a forest before any has been fitted (the largest seen is used after).
+_TYPICAL_NODES = 10_000
+# At most one warning per this many seconds about elders left without a forest.
+_REFUSED_WARN_S = 600.0
 
 Row = tuple[float, float, float, float]
 
 
+# The hour's position on the daily circle, as `_row` has always computed it (math.sin/cos of
+# the same angle), so rows rebuilt from a stored hour are the rows that were learnt.
+_SIN = tuple(math.sin(2 * math.pi * h / 24) for h in range(24))
+_COS = tuple(math.cos(2 * math.pi * h / 24) for h in range(24))
+
+
 @dataclass(slots=True)
 class _Elder:
-    """One elder's history: a ring of rows (oldest at `head` once full) and its sorted HRs.
+    """One elder's history: a ring (oldest at `head` once full) and its heart rates sorted.
 
-    The ring starts at `_FIRST_ROWS` rows and doubles as it fills, up to `_HISTORY`: a new
-    elder costs 0.5 KiB, not the 94 KiB of a full history (one fix every 30 s fills it in a
-    day).
+    Stored compactly, 13 bytes a row instead of the 192 of a float64 row and a Python float
+    in a sorted list: the heart rate and log1p(steps) as float32 (the forest reads its rows
+    as float32 anyway, like scikit-learn's trees, and contract §1 heart rates are integers,
+    exact in float32), the local hour as one byte (the row's sin/cos come from it), and the
+    sorted heart rates in a float32 array. A full day's 3,000 rows take 39 KiB, not 191. The
+    arrays start at `_FIRST_ROWS` rows and double as they fill, up to `_HISTORY`.
     """
 
-    rows: npt.NDArray[np.float64] = field(
-        default_factory=lambda: np.empty((_FIRST_ROWS, _FEATURES))
+    hr: npt.NDArray[np.float32] = field(default_factory=lambda: np.empty(_FIRST_ROWS, np.float32))
+    lsteps: npt.NDArray[np.float32] = field(
+        default_factory=lambda: np.empty(_FIRST_ROWS, np.float32)
+    )
+    hour: npt.NDArray[np.int8] = field(default_factory=lambda: np.empty(_FIRST_ROWS, np.int8))
+    sorted_hr: npt.NDArray[np.float32] = field(
+        default_factory=lambda: np.empty(_FIRST_ROWS, np.float32)
     )
     count: int = 0
     head: int = 0
-    sorted_hr: list[float] = field(default_factory=list)
     forest: int | None = None
     since_fit: int = 0
     last_trigger_ms: int = -(10**15)
+    refused: bool = False  # its forest did not fit in the memory budget
 
-    def append(self, row: Row) -> None:
-        if self.count == _HISTORY:
-            evicted = float(self.rows[self.head, 0])
-            del self.sorted_hr[bisect.bisect_left(self.sorted_hr, evicted)]
-            self.rows[self.head] = row
+    def append(self, hour: int, row: Row) -> int:
+        """Learn `row` (as `_row` makes it) taken at local `hour` (0-23); returns the bytes
+        the arrays grew by."""
+        hr = np.float32(row[0])
+        s, n = self.sorted_hr, self.count
+        grew = 0
+        if n == _HISTORY:
+            at = self.head
+            evicted = self.hr[at]
+            gone = int(np.searchsorted(s[:n], evicted, side="left"))
+            s[gone : n - 1] = s[gone + 1 : n]
+            n -= 1
             self.head = (self.head + 1) % _HISTORY
         else:
-            if self.count == len(self.rows):
-                grown = np.empty((min(2 * self.count, _HISTORY), _FEATURES))
-                grown[: self.count] = self.rows
-                self.rows = grown
-            self.rows[self.count] = row
-            self.count += 1
-        bisect.insort(self.sorted_hr, row[0])
+            if n == len(self.hr):
+                size = min(2 * n, _HISTORY)
+                grew = (size - n) * _ROW_BYTES
+                self.hr, self.lsteps, self.hour, self.sorted_hr = (
+                    np.concatenate((a[:n], np.empty(size - n, a.dtype)))
+                    for a in (self.hr, self.lsteps, self.hour, self.sorted_hr)
+                )
+                s = self.sorted_hr
+            at = n
+            self.count = n + 1
+        self.hr[at] = hr
+        self.lsteps[at] = row[1]
+        self.hour[at] = hour
+        into = int(np.searchsorted(s[:n], hr, side="right"))
+        s[into + 1 : n + 1] = s[into:n]
+        s[into] = hr
+        return grew
 
     def ordered(self) -> npt.NDArray[np.float64]:
-        """Rows oldest first."""
-        if self.count < _HISTORY:
-            return self.rows[: self.count].copy()
-        return np.concatenate((self.rows[self.head :], self.rows[: self.head]))
+        """Rows oldest first, (count, 4): heart rate, log1p(steps), sin and cos of the hour."""
+        n = self.count
+        order = np.arange(n) if n < _HISTORY else (np.arange(n) + self.head) % n
+        hours = self.hour[order]
+        return np.column_stack(
+            (
+                self.hr[order].astype(np.float64),
+                self.lsteps[order].astype(np.float64),
+                np.asarray(_SIN)[hours],
+                np.asarray(_COS)[hours],
+            )
+        )
 
     def z_unusual(self, hr_bpm: float) -> bool:
         """Whether `hr_bpm` is more than MAX_ROBUST_Z robust SDs from the median."""
-        s, n = self.sorted_hr, len(self.sorted_hr)
-        median = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+        s, n = self.sorted_hr, self.count
+        median = float(s[n // 2]) if n % 2 else (float(s[n // 2 - 1]) + float(s[n // 2])) / 2
         deviation = abs(hr_bpm - median)
         # The MAD is at least _MIN_MAD_BPM, so a small deviation settles it without the MAD.
         if deviation / (_MAD_TO_SD * _MIN_MAD_BPM) <= MAX_ROBUST_Z:
             return False
-        hrs = np.asarray(s)
+        hrs = s[:n].astype(np.float64)
         mad = max(float(np.median(np.abs(hrs - median))), _MIN_MAD_BPM)
         return deviation / (_MAD_TO_SD * mad) > MAX_ROBUST_Z
 
@@ -121,8 +176,8 @@ class _Pending:
 
 
 def _row(ts: int, hr_bpm: float, steps: float) -> Row:
-    angle = 2 * math.pi * local_hour(ts) / 24
-    return (hr_bpm, math.log1p(max(0.0, steps)), math.sin(angle), math.cos(angle))
+    hour = local_hour(ts)
+    return (hr_bpm, math.log1p(max(0.0, steps)), _SIN[hour], _COS[hour])
 
 
 def _extreme(hr_bpm: float) -> bool:
@@ -143,13 +198,19 @@ class AnomalyDetector:
         refit_every: int = DEFAULT_REFIT_EVERY,
         contamination: float = DEFAULT_CONTAMINATION,
         seed: int = 0,
+        forest_budget_bytes: int | None = DEFAULT_FOREST_BUDGET_MIB * 2**20,
     ) -> None:
         self.min_samples = min_samples
         self.refit_every = refit_every
         self.contamination = contamination
         self.seed = seed
         self.defer = False
-        self.pool = ForestPool(_TREES)
+        self.forest_budget_bytes = forest_budget_bytes
+        self.pool = ForestPool(_TREES, forest_budget_bytes)
+        self.refused = 0  # elders without a forest for want of memory
+        self._history_bytes = 0
+        self._largest = _TYPICAL_NODES
+        self._warned_s = -_REFUSED_WARN_S
         self._elders: dict[str, _Elder] = {}
         self._pending: list[_Pending] = []
         self._unstamped = 0
@@ -161,7 +222,8 @@ class AnomalyDetector:
 
     def learn(self, elder_id: str, ts: int, hr_bpm: float, steps: float) -> None:
         """Add a stored historical sample (baseline) without checking it."""
-        self._elder(elder_id).append(_row(ts, hr_bpm, steps))
+        elder = self._elder(elder_id)  # first: a new elder adds its first rows' bytes
+        self._history_bytes += elder.append(local_hour(ts), _row(ts, hr_bpm, steps))
 
     def on_sample(
         self, elder_id: str, device_id: str, ts: int, hr_bpm: float, steps: float
@@ -231,18 +293,20 @@ class AnomalyDetector:
                 # IsolationForest does not extrapolate well beyond the range it saw, so a
                 # robust z-score of the heart rate backs it up.
                 p.unusual = elder.z_unusual(p.hr_bpm)
-            elder.append(p.row)
+            self._history_bytes += elder.append(local_hour(p.ts), p.row)
             elder.since_fit += 1
             if elder.count >= self.min_samples and (
-                elder.forest is None or elder.since_fit >= self.refit_every
+                (elder.forest is None and not elder.refused) or elder.since_fit >= self.refit_every
             ):
-                if self._may_fit():
+                if not self._may_fit():
+                    self._waiting[p.elder_id] = None
+                elif elder.forest is None and not self.pool.room(self._largest):
+                    self._refuse(elder)
+                else:
                     if elder.forest is not None:
                         retired.append(elder.forest)
                     elder.forest = self._fit(elder)
                     self._waiting.pop(p.elder_id, None)
-                else:
-                    self._waiting[p.elder_id] = None
         return retired
 
     def waiting(self) -> int:
@@ -269,6 +333,9 @@ class AnomalyDetector:
             elder = self._elders.get(elder_id)
             if elder is None or elder.count < self.min_samples:
                 continue
+            if elder.forest is None and not self.pool.room(self._largest):
+                self._refuse(elder)
+                continue
             old = elder.forest
             elder.forest = self._fit(elder)
             if old is not None:
@@ -278,6 +345,7 @@ class AnomalyDetector:
         elder = self._elders.get(elder_id)
         if elder is None:
             elder = self._elders[elder_id] = _Elder()
+            self._history_bytes += _FIRST_ROWS * _ROW_BYTES
         return elder
 
     def _fit(self, elder: _Elder) -> int:
@@ -286,6 +354,34 @@ class AnomalyDetector:
             elder.ordered(), trees=_TREES, contamination=self.contamination, seed=self.seed
         )
         elder.since_fit = 0
+        if elder.refused:
+            elder.refused = False
+            self.refused -= 1
         self.fits += 1
+        self._largest = max(self._largest, forest.feature.size)
         self._fit_tokens_s -= time.monotonic() - started
         return self.pool.add(forest)
+
+    def _refuse(self, elder: _Elder) -> None:
+        """No room for this elder's first forest: z-score and fixed limits judge it; its fit
+        is tried again after another `refit_every` samples."""
+        elder.since_fit = 0
+        if not elder.refused:
+            elder.refused = True
+            self.refused += 1
+        now = time.monotonic()
+        if now - self._warned_s >= _REFUSED_WARN_S:
+            self._warned_s = now
+            budget = (self.forest_budget_bytes or 0) / 2**20
+            logger.warning(
+                "anomaly model memory budget (%.0f MiB, %d forests) is full: %d elders are"
+                " judged by the robust z-score and the fixed heart-rate limits only; raise"
+                " ALERTING_ANOMALY_FOREST_MIB to give them a forest",
+                budget,
+                len(self.pool),
+                self.refused,
+            )
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the histories and the forest arena (numpy buffers)."""
+        return self._history_bytes + self.pool.nbytes()

@@ -204,6 +204,10 @@ def fit_forest(
     return replace(forest, offset=offset)
 
 
+# Arena bytes per node: a 16-byte walk record and the float64 leaf depth.
+NODE_BYTES = 24
+
+
 class ForestPool:
     """Many compiled forests of the same size in one arena, scored together.
 
@@ -214,10 +218,13 @@ class ForestPool:
 
     Args:
         trees: trees per forest (all forests in a pool have this many).
+        limit_bytes: the arena's bound (None: unbounded). The arena never grows past it for
+            room alone; `room` tells whether a forest of some size still fits.
     """
 
-    def __init__(self, trees: int) -> None:
+    def __init__(self, trees: int, limit_bytes: int | None = None) -> None:
         self.trees = trees
+        self.limit_nodes = None if limit_bytes is None else max(0, limit_bytes // NODE_BYTES)
         # One 16-byte record per node, so that a walk step reads one cache line per
         # (sample, tree): [threshold as float64 bits, left child << 8 | feature]. The fit
         # puts a node's right child right after its left one; a leaf points to itself with
@@ -258,6 +265,18 @@ class ForestPool:
             forest.offset,
         )
         return forest_id
+
+    def room(self, count: int) -> bool:
+        """Whether `count` more nodes fit under the limit (compacting first if that helps)."""
+        if self.limit_nodes is None or self._size + count <= self.limit_nodes:
+            return True
+        if self._freed:
+            self._compact()
+        return self._size + count <= self.limit_nodes
+
+    def live_nodes(self) -> int:
+        """Nodes of the forests in the pool (freed ones not counted)."""
+        return self._size - self._freed
 
     def free(self, forest_id: int) -> None:
         """Forget a forest (a refit replaced it)."""
@@ -312,6 +331,8 @@ class ForestPool:
         if needed <= capacity:
             return
         grown = max(needed, capacity * 2, 1 << 14)
+        if self.limit_nodes is not None:
+            grown = max(needed, min(grown, self.limit_nodes))
         node = np.zeros((grown, 2), dtype=np.int64)
         node[: self._size] = self._node[: self._size]
         leaf_depth = np.zeros(grown)

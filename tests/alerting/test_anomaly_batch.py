@@ -3,6 +3,7 @@ scoring deciding exactly as scoring one sample at a time."""
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections import deque
@@ -21,7 +22,13 @@ from alerting.detectors.anomaly import (
     SCORE_MARGIN,
     AnomalyDetector,
 )
-from alerting.detectors.iforest import OFFSET_ROWS, CompiledForest, ForestPool, fit_forest
+from alerting.detectors.iforest import (
+    NODE_BYTES,
+    OFFSET_ROWS,
+    CompiledForest,
+    ForestPool,
+    fit_forest,
+)
 from alerting.geo import local_hour
 
 T0 = 1_780_000_000_000
@@ -273,3 +280,85 @@ def test_immediate_mode_equals_the_per_message_detector() -> None:
     detector = AnomalyDetector(min_samples=150, refit_every=300)
     got = [(f.device_id, f.event_ts) for s in stream for f in detector.on_sample(*s)]
     assert got == _reference(stream, min_samples=150, refit_every=300)
+
+
+def test_compact_history_keeps_the_rows_and_the_robust_z_of_a_plain_one() -> None:
+    """Contract heart rates are integers: the float32 ring and sorted array give the forest
+    the rows a float64 history gives it (after the trees' float32 cast) and the z-score the
+    same verdicts, through growth and 2,000 rows past the 3,000-row wrap."""
+    rng = random.Random(5)
+    detector = AnomalyDetector()
+    plain: deque[tuple[float, float, float, float]] = deque(maxlen=3000)
+    for k in range(5000):
+        ts = T0 + k * 30_000
+        hr = rng.choice([rng.randint(55, 95), rng.randint(30, 180)])
+        steps = rng.choice([0, 0, 4, 30, 120])
+        detector.learn("el-1", ts, hr, steps)
+        angle = 2 * math.pi * local_hour(ts) / 24
+        plain.append((hr, math.log1p(steps), math.sin(angle), math.cos(angle)))
+        if k in (15, 16, 17, 700, 2999, 3000, 3001, 4999):
+            elder = detector._elders["el-1"]
+            want = np.array(plain)
+            got = elder.ordered()
+            assert got.shape == want.shape
+            assert np.array_equal(got.astype(np.float32), want.astype(np.float32))
+            hrs = np.sort(want[:, 0])
+            assert np.array_equal(elder.sorted_hr[: elder.count], hrs.astype(np.float32))
+            median = float(np.median(hrs))
+            mad = max(float(np.median(np.abs(hrs - median))), 2.0)
+            for probe in (20, 40, 60, 72, 90, 110, 140, 200):
+                z = abs(probe - median) / (1.4826 * mad)
+                assert elder.z_unusual(probe) == (z > MAX_ROBUST_Z), (k, probe)
+    assert detector._elders["el-1"].hr.nbytes == 4 * 3000
+
+
+def test_forests_stay_within_their_memory_budget_and_the_rest_is_judged_by_z_scores(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A budget for about two forests and five elders: at most one forest past the budget (the
+    largest seen decides the room check), the others judged by the z-score and the fixed
+    limits, a warning says so, and a fitted elder still refits at the cap."""
+    rng = random.Random(9)
+    probe = fit_forest(_cloud(np.random.default_rng(0), 250), trees=50, contamination=0.005, seed=0)
+    budget = int(2.5 * probe.feature.size * NODE_BYTES)
+    detector = AnomalyDetector(refit_every=300, forest_budget_bytes=budget)
+    elders = [f"el-{i}" for i in range(5)]
+    for e in elders:
+        for k in range(250):
+            detector.learn(e, T0 + k * 30_000, round(rng.gauss(70, 4)), rng.choice([0, 3, 80]))
+    ts = T0 + 250 * 30_000
+    with caplog.at_level(logging.WARNING, logger="alerting.detectors.anomaly"):
+        for e in elders:
+            assert detector.on_sample(e, f"band-{e}", ts, 71, 3) == []
+    fitted = len(detector.pool)
+    assert 1 <= fitted <= 3
+    assert detector.refused == len(elders) - fitted
+    assert detector.pool.live_nodes() * NODE_BYTES <= budget + probe.feature.size * NODE_BYTES
+    assert detector.pool.nbytes() <= budget + 2 * probe.feature.size * NODE_BYTES
+    assert "memory budget" in caplog.text and "ALERTING_ANOMALY_FOREST_MIB" in caplog.text
+    refused = elders[-1]
+    assert detector._elders[refused].forest is None
+    # A refused elder's racing heart at rest is still found (robust z-score).
+    found = detector.on_sample(refused, f"band-{refused}", ts + 30_000, 118, 0)
+    assert [f.device_id for f in found] == [f"band-{refused}"]
+    # The first elder refits after refit_every samples although the budget is full.
+    first = detector._elders[elders[0]]
+    before = first.forest
+    for k in range(300):
+        detector.on_sample(elders[0], "band-el-0", ts + (k + 2) * 30_000, 70 + k % 5, 3)
+    assert first.forest is not None and first.forest != before
+    assert len(detector.pool) == fitted
+    # The tally the metrics report follows the arrays.
+    history = sum(
+        e.hr.nbytes + e.lsteps.nbytes + e.hour.nbytes + e.sorted_hr.nbytes
+        for e in detector._elders.values()
+    )
+    assert detector.memory_bytes() == history + detector.pool.nbytes()
+
+
+def test_no_forest_budget_means_z_scores_only() -> None:
+    detector = AnomalyDetector(forest_budget_bytes=0)
+    for k in range(250):
+        detector.learn("el-1", T0 + k * 30_000, 70 + k % 3, 3)
+    assert detector.on_sample("el-1", "band-1", T0 + 250 * 30_000, 71, 3) == []
+    assert len(detector.pool) == 0 and detector.refused == 1

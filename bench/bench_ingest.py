@@ -138,13 +138,18 @@ def run_ingest(
     pub.wait()
     stop_event.set()
     thread.join(30)
+    assert_stored(url, len(stream))
+    return len(stream) / elapsed, cpu / len(stream)
+
+
+def assert_stored(url: str, n: int) -> None:
+    """Zero loss: the three telemetry tables hold `n` rows (AssertionError otherwise)."""
     with psycopg.connect(url) as conn:
-        n = sum(
+        stored = sum(
             conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
             for t in ("band_telemetry", "smoke_telemetry", "cane_telemetry")
         )
-    assert n == len(stream), f"loss: stored {n} of {len(stream)}"
-    return len(stream) / elapsed, cpu / len(stream)
+    assert stored == n, f"loss: stored {stored} of {n}"
 
 
 def _consumer(settings: IngestSettings, ready: Any, state: Any, stop_event: Any) -> None:
@@ -211,12 +216,7 @@ def run_ingest_processes(
         stop_event.set()
         for proc in procs:
             proc.join(30)
-    with psycopg.connect(url) as conn:
-        n = sum(
-            conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
-            for t in ("band_telemetry", "smoke_telemetry", "cane_telemetry")
-        )
-    assert n == len(stream), f"loss: stored {n} of {len(stream)}"
+    assert_stored(url, len(stream))
     return len(stream) / elapsed, cpu / len(stream)
 
 

@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,15 +236,7 @@ class StreamPublisher:
         client.subscribe(f"{tag}/#", options=SubscribeOptions(qos=1))
         client.loop_start()
         try:
-            time.sleep(0.5)  # subscribed before the first publish
-            cpu0 = time.process_time()
-            started = self.publish(stream, f"{tag}/")
-            if not done.wait(600):
-                raise RuntimeError(f"paho received {got[0]} of {n}")
-            rate = n / (time.perf_counter() - started)
-            cpu = (time.process_time() - cpu0) / n
-            self.wait()
-            return rate, cpu
+            return self._timed(stream, tag, done, lambda: f"paho received {got[0]} of {n}")
         finally:
             client.disconnect()
             client.loop_stop()
@@ -285,14 +278,21 @@ class StreamPublisher:
                 raise RuntimeError("awscrt did not connect")
             subscription = mqtt5.Subscription(topic_filter=f"{tag}/#", qos=mqtt5.QoS.AT_LEAST_ONCE)
             client.subscribe(mqtt5.SubscribePacket(subscriptions=[subscription])).result(10)
-            time.sleep(0.5)
-            cpu0 = time.process_time()
-            started = self.publish(stream, f"{tag}/")
-            if not done.wait(600):
-                raise RuntimeError(f"awscrt received {got[0]} of {n}")
-            rate = n / (time.perf_counter() - started)
-            cpu = (time.process_time() - cpu0) / n
-            self.wait()
-            return rate, cpu
+            return self._timed(stream, tag, done, lambda: f"awscrt received {got[0]} of {n}")
         finally:
             client.stop()
+
+    def _timed(
+        self, stream: Stream, tag: str, done: threading.Event, missing: Callable[[], str]
+    ) -> tuple[float, float]:
+        """Publish `stream` under `tag/` to a subscriber that sets `done` on the last message;
+        (messages/s from the first publish, CPU seconds of this process per message)."""
+        time.sleep(0.5)  # subscribed before the first publish
+        cpu0 = time.process_time()
+        started = self.publish(stream, f"{tag}/")
+        if not done.wait(600):
+            raise RuntimeError(missing())
+        rate = len(stream) / (time.perf_counter() - started)
+        cpu = (time.process_time() - cpu0) / len(stream)
+        self.wait()
+        return rate, cpu

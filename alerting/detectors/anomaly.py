@@ -56,7 +56,8 @@ _FIRST_ROWS = 16
 _ROW_BYTES = 13
 _TREES = 50
 _FEATURES = 4
-# Memory for the forests (the pool's arena). A fitted forest of 50 trees on 200-3,000 rows
+# Memory for the live forests (the pool's arena may hold up to twice that between
+# compactions). A fitted forest of 50 trees on 200-3,000 rows
 # holds 8,600-9,700 nodes, 200-230 KiB (bench/bench_detector_state.py), so 4 GiB keeps a
 # forest for about 18,000 elders. Past the budget an elder is judged by the robust z-score and
 # the fixed heart-rate limits only (as while a fit waits), and its fit is tried again after

@@ -218,8 +218,8 @@ class ForestPool:
 
     Args:
         trees: trees per forest (all forests in a pool have this many).
-        limit_bytes: the arena's bound (None: unbounded). The arena never grows past it for
-            room alone; `room` tells whether a forest of some size still fits.
+        limit_bytes: the bound on the live forests' bytes (None: unbounded); `room` tells
+            whether a forest of some size still fits under it.
     """
 
     def __init__(self, trees: int, limit_bytes: int | None = None) -> None:
@@ -267,12 +267,14 @@ class ForestPool:
         return forest_id
 
     def room(self, count: int) -> bool:
-        """Whether `count` more nodes fit under the limit (compacting first if that helps)."""
-        if self.limit_nodes is None or self._size + count <= self.limit_nodes:
-            return True
-        if self._freed:
-            self._compact()
-        return self._size + count <= self.limit_nodes
+        """Whether a forest of `count` more nodes keeps the live forests under the limit.
+
+        The limit counts live nodes; the arena itself may hold up to about twice that
+        between compactions (a refit adds the new forest before the old one is freed, and
+        the arena is compacted once more than half of it is freed), as without a limit.
+        Never compacts: that copies the whole arena, and the message loop would wait for it.
+        """
+        return self.limit_nodes is None or self.live_nodes() + count <= self.limit_nodes
 
     def live_nodes(self) -> int:
         """Nodes of the forests in the pool (freed ones not counted)."""
@@ -331,8 +333,6 @@ class ForestPool:
         if needed <= capacity:
             return
         grown = max(needed, capacity * 2, 1 << 14)
-        if self.limit_nodes is not None:
-            grown = max(needed, min(grown, self.limit_nodes))
         node = np.zeros((grown, 2), dtype=np.int64)
         node[: self._size] = self._node[: self._size]
         leaf_depth = np.zeros(grown)

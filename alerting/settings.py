@@ -66,8 +66,8 @@ class AlertingSettings(BaseSettings):
     warmup_anomaly_h: float = 24.0
     # The anomaly model fits from 200 samples (detectors.anomaly.DEFAULT_MIN_SAMPLES).
     warmup_anomaly_samples: int = 250
-    # Memory for the anomaly model's per-elder forests, MiB (detectors.anomaly: ~225 KiB an
-    # elder, so the default 4096 covers ~18,000 elders; the others are judged by the robust
+    # Memory for the anomaly model's per-elder forests, MiB (detectors.anomaly: 288 KiB an
+    # elder, so the default 4096 covers ~14,500 elders; the others are judged by the robust
     # z-score and fixed limits). 0: no forests.
     anomaly_forest_mib: int = Field(4096, ge=0)
     # false under a least-privilege database role: `eldercare db migrate` runs the DDL.

@@ -56,13 +56,13 @@ _FIRST_ROWS = 16
 _ROW_BYTES = 13
 _TREES = 50
 _FEATURES = 4
-# Memory for the live forests (the pool's arena may hold up to twice that between
-# compactions). A fitted forest of 50 trees on 200-3,000 rows
-# holds 8,600-9,700 nodes, 200-230 KiB (bench/bench_detector_state.py), so 4 GiB keeps a
-# forest for about 18,000 elders. Past the budget an elder is judged by the robust z-score and
-# the fixed heart-rate limits only (as while a fit waits), and its fit is tried again after
-# another `refit_every` samples. Operators of larger districts give it more
-# (ALERTING_ANOMALY_FOREST_MIB): a forest for each of Xicheng's ~100,000 elders takes ~22 GiB.
+# Memory for the live forests (the pool's arena grows by doubling, so it may hold up to
+# twice that). A fitted forest of 50 trees on 200-3,000 rows holds 8,600-9,700 nodes in a
+# 12,288-node slot, 288 KiB (bench/bench_detector_state.py), so 4 GiB keeps a forest for
+# about 14,500 elders. Past the budget an elder is judged by the robust z-score and the fixed
+# heart-rate limits only (as while a fit waits), and its fit is tried again after another
+# `refit_every` samples. Operators of larger districts give it more
+# (ALERTING_ANOMALY_FOREST_MIB): a forest for each of Xicheng's ~100,000 elders takes ~28 GiB.
 DEFAULT_FOREST_BUDGET_MIB = 4096
 # Nodes assumed for a forest before any has been fitted (the largest seen is used after).
 _TYPICAL_NODES = 10_000

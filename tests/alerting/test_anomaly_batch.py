@@ -201,9 +201,9 @@ def test_pool_scores_each_row_by_its_own_forest() -> None:
     pool = ForestPool(50)
     other = pool.add(fit_forest(x[::-1], trees=50, contamination=0.005, seed=1))
     mine = pool.add(forest)
-    pool.free(other)  # compacts: the survivor moves and must still score the same
+    pool.free(other)  # its slot is free; the survivor must still score the same
     assert np.array_equal(pool.decision([mine] * len(probe), probe), expected)
-    # Interleaved rows of two forests, each by its own, across a compaction and a regrowth.
+    # Interleaved rows of two forests, each by its own, across slot reuse and arena growth.
     third = fit_forest(x[::2], trees=50, contamination=0.005, seed=2)
     for _ in range(3):
         pool.add(fit_forest(x[1::2], trees=50, contamination=0.005, seed=5))
@@ -362,3 +362,32 @@ def test_no_forest_budget_means_z_scores_only() -> None:
         detector.learn("el-1", T0 + k * 30_000, 70 + k % 3, 3)
     assert detector.on_sample("el-1", "band-1", T0 + 250 * 30_000, 71, 3) == []
     assert len(detector.pool) == 0 and detector.refused == 1
+
+
+def test_refits_reuse_freed_slots_and_the_arena_stops_growing() -> None:
+    """Ten elders refitted 30 times each (new forest in, old one out, as the detector does):
+    the arena reaches its size in the first round and stays there; every forest still scores
+    its rows as it would alone; nothing is ever moved."""
+    rng = np.random.default_rng(12)
+    data = [_cloud(rng, 300 + 40 * k) for k in range(10)]
+    probe = _cloud(rng, 50)
+    pool = ForestPool(50)
+    ids = [pool.add(fit_forest(x, trees=50, contamination=0.005, seed=0)) for x in data]
+    sizes = []
+    for round_ in range(30):
+        for k, x in enumerate(data):
+            forest = fit_forest(x, trees=50, contamination=0.005, seed=round_ + 1)
+            new = pool.add(forest)
+            pool.free(ids[k])
+            ids[k] = new
+            if k == 3:
+                assert np.array_equal(
+                    pool.decision([new] * len(probe), probe), forest.decision(probe)
+                )
+        sizes.append(pool.nbytes())
+        assert len(pool) == 10
+    assert len(set(sizes)) == 1, sizes
+    # One slot more than there are forests: each refit takes the slot the last one freed.
+    slot = max(pool._slots.values())
+    assert pool.live_nodes() == 10 * slot
+    assert pool._size == 11 * slot

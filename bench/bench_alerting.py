@@ -366,6 +366,13 @@ def main() -> None:
             "paho-mqtt alone (a subscriber that only counts), msg/s: "
             + ", ".join(f"{kind} {rate:.0f}" for kind, rate in paho.items())
         )
+        crt = {kind: pub.awscrt_ceiling(stream) for kind, stream in kinds.items()}
+        print(
+            "awscrt alone (C MQTT 5 client, a Python callback that only counts), msg/s: "
+            + ", ".join(f"{k} {r[0]:.0f}" for k, r in crt.items() if r is not None)
+            if all(r is not None for r in crt.values())
+            else "awscrt alone: not installed (pip install awscrt to compare)"
+        )
         if args.workers:
             counts = [int(n) for n in args.workers.split(",")]
             report_workers(url, pub, counts, fleet, kinds, raw, ts0)

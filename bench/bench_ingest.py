@@ -98,6 +98,33 @@ def make_stream(n: int, devices: int, prefix: str) -> tuple[Fleet, list[tuple[st
     return fleet, out
 
 
+TELEMETRY = ("band_telemetry", "smoke_telemetry", "cane_telemetry")
+
+
+def _stored(service: IngestService) -> int:
+    """Telemetry rows the service has committed (its `ingest_stored_total` counters)."""
+    return int(sum(service.metrics.stored.labels(k)._value.get() for k in TELEMETRY))
+
+
+def _settings(
+    pub: StreamPublisher,
+    url: str,
+    prefix: str,
+    client_id: str,
+    batch_max: int,
+    method: WriteMethod,
+) -> IngestSettings:
+    """An ingest service on this bench's broker, schema and topic prefix."""
+    return IngestSettings(
+        database_url=url,
+        mqtt_url=f"mqtt://127.0.0.1:{pub.port}",
+        topic_prefix=prefix,
+        client_id=client_id,
+        batch_max=batch_max,
+        write_method=method,
+    )
+
+
 def run_ingest(
     pub: StreamPublisher,
     url: str,
@@ -112,14 +139,7 @@ def run_ingest(
     threads waiting for the C publishers, so its CPU time is ingest's, whatever else the
     machine runs at the same time.
     """
-    settings = IngestSettings(
-        database_url=url,
-        mqtt_url=f"mqtt://127.0.0.1:{pub.port}",
-        topic_prefix=prefix,
-        client_id=f"bench-{uuid.uuid4().hex[:6]}",
-        batch_max=batch_max,
-        write_method=method,
-    )
+    settings = _settings(pub, url, prefix, f"bench-{uuid.uuid4().hex[:6]}", batch_max, method)
     service = IngestService(settings)
     stop_event = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop_event,), daemon=True)
@@ -127,11 +147,7 @@ def run_ingest(
     assert service.wait_subscribed(30)
     cpu0 = time.process_time()
     started = pub.publish(stream)
-    stored = service.metrics.stored
-    while sum(
-        stored.labels(k)._value.get()
-        for k in ("band_telemetry", "smoke_telemetry", "cane_telemetry")
-    ) < len(stream):
+    while _stored(service) < len(stream):
         time.sleep(0.005)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu0
@@ -147,7 +163,7 @@ def assert_stored(url: str, n: int) -> None:
     with psycopg.connect(url) as conn:
         stored = sum(
             conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
-            for t in ("band_telemetry", "smoke_telemetry", "cane_telemetry")
+            for t in TELEMETRY
         )
     assert stored == n, f"loss: stored {stored} of {n}"
 
@@ -161,10 +177,8 @@ def _consumer(settings: IngestSettings, ready: Any, state: Any, stop_event: Any)
     if not service.wait_subscribed(30):
         return
     ready.set()
-    stored = service.metrics.stored
-    kinds = ("band_telemetry", "smoke_telemetry", "cane_telemetry")
     while not stop_event.wait(0.005):
-        state[0] = sum(stored.labels(k)._value.get() for k in kinds)
+        state[0] = _stored(service)
         state[1] = time.process_time()
     halt.set()
     thread.join(30)
@@ -189,14 +203,7 @@ def run_ingest_processes(
     state = [ctx.Array("d", 2, lock=False) for _ in range(count)]
     procs = []
     for k in range(count):
-        settings = IngestSettings(
-            database_url=url,
-            mqtt_url=f"mqtt://127.0.0.1:{pub.port}",
-            topic_prefix=prefix,
-            client_id=f"{base}-{k}",
-            batch_max=batch_max,
-            write_method=method,
-        )
+        settings = _settings(pub, url, prefix, f"{base}-{k}", batch_max, method)
         proc = ctx.Process(target=_consumer, args=(settings, ready[k], state[k], stop_event))
         proc.start()
         procs.append(proc)

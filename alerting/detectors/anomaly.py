@@ -55,7 +55,6 @@ _FIRST_ROWS = 16
 # float32 heart rate again in the sorted array.
 _ROW_BYTES = 13
 _TREES = 50
-_FEATURES = 4
 # Memory for the live forests (the pool's arena grows by doubling, so it may hold up to
 # twice that). A fitted forest of 50 trees on 200-3,000 rows holds 8,600-9,700 nodes in a
 # 12,288-node slot, 288 KiB (bench/bench_detector_state.py), so 4 GiB keeps a forest for

@@ -74,9 +74,17 @@ def test_voice_call_rings_after_the_wait_only_when_nobody_took_it(
             int(time.time() * 1000),
         )  # fmt: skip
         conn.commit()
-    # The message webhook goes at once for both.
-    assert len(standin.wait_for("/sms", 2, timeout_s=10)) == 2
-    assert all(r.at_s - t0 < 2.5 for r in standin.to("/sms"))
+    # The message webhook goes at once for both raises, and once more for the take.
+    sms = standin.wait_for("/sms", 3, timeout_s=10)
+    told = sorted((json.loads(r.body)["type"], json.loads(r.body)["data"]["alert_id"]) for r in sms)
+    assert told == sorted(
+        [
+            ("alert.open", lost.alert_id),
+            ("alert.open", handled.alert_id),
+            ("alert.acknowledged", handled.alert_id),
+        ]
+    )
+    assert all(r.at_s - t0 < 2.5 for r in sms)
     (call,) = standin.wait_for("/voice", 1, timeout_s=20)
     (centre_call,) = standin.wait_for("/centre-voice", 1, timeout_s=20)
     assert call.at_s - t0 >= 3.0 and centre_call.at_s - t0 >= 3.0
@@ -84,6 +92,7 @@ def test_voice_call_rings_after_the_wait_only_when_nobody_took_it(
     assert json.loads(call.body)["data"]["alert_id"] == lost.alert_id
     time.sleep(1.5)
     assert len(standin.to("/voice")) == 1 and len(standin.to("/centre-voice")) == 1
+    assert len(standin.to("/sms")) == 3
     skipped = [d for d in deliveries(schema_url, handled.alert_id) if d["channel"] == "voice"]
     assert skipped and all(d["status"] == "skipped" for d in skipped)
 

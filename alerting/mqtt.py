@@ -5,6 +5,12 @@ backlog of 100,000 band fixes an SOS would wait for all of them whatever the ser
 its inbox. Events and statuses therefore have their own session (client id + `-urgent`, its
 own persistent session and Receive Maximum), and bulk telemetry has the other. Both are held
 only by the active process and fenced the same way (alerting.leader).
+
+A partition (alerting.partition) subscribes its bulk session to its own devices' telemetry
+topics, one filter per device (`set_telemetry_devices`), so the broker routes each device's
+telemetry, the bulk of the traffic, to one process instead of every partition receiving and
+dropping all of it. Events and statuses stay on the wildcard filters: they are few, and a
+device not yet in a partition's registry still has its SOS seen.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +30,16 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.contract import Channel
 from gateway.mqtt import connect_properties, make_client, parse_mqtt_url
-from gateway.topics import device_filter
+from gateway.topics import device_filter, device_topic
 
 logger = logging.getLogger(__name__)
 
 # paho's message ids are 16-bit: keep well under 65,535 QoS 1 publishes outstanding.
 MAX_OUTSTANDING = 10_000
 URGENT_SUFFIX = "-urgent"
+# Topic filters per SUBSCRIBE or UNSUBSCRIBE packet when a partition subscribes per device
+# (~60 KiB packets; Mosquitto and MQTT 5 put no limit on the count, only on the packet size).
+FILTERS_PER_PACKET = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +123,8 @@ class _Session:
         self.urgent = urgent
         self.connected = threading.Event()
         self.subscribed = threading.Event()
+        # SUBSCRIBE packets sent and not yet answered: message id -> its filters.
+        self.pending: dict[int, list[str]] = {}
         self.client = make_client(client_id, mqtt5=True, manual_ack=True, address=address)
         self.client.max_queued_messages_set(0)
 
@@ -132,7 +143,10 @@ class AlertingMqtt:
         inbox: Inbox,
         subscribe: bool = True,
         accept: Callable[[str], bool] | None = None,
+        per_device: bool = False,
     ) -> None:
+        """See the class; `per_device`: subscribe telemetry per device (a partition), to the
+        devices `set_telemetry_devices` names, instead of the wildcard filter."""
         self._address = parse_mqtt_url(mqtt_url)
         # Whether a topic's message is this partition's (None: all are); the others still
         # pass the inbox, flagged, so each session's acknowledgements keep the order of its
@@ -146,7 +160,15 @@ class AlertingMqtt:
         # Subscriptions of a session from before the split (every channel on one session)
         # are dropped so events do not arrive twice.
         self._legacy = shared_filter(group, prefix)
-        bulk = [shared_filter(group, prefix, Channel.TELEMETRY.value)]
+        self._wildcard = shared_filter(group, prefix, Channel.TELEMETRY.value)
+        self._per_device = per_device
+        self._group, self._prefix = group, prefix
+        # Per device: the devices whose telemetry this session wants, and those dropped
+        # while it was disconnected (their filters may still be in the broker's session).
+        self._lock = threading.RLock()
+        self._wanted: set[str] = set()
+        self._dropped: set[str] = set()
+        bulk = [] if per_device else [self._wildcard]
         urgent = [shared_filter(group, prefix, c.value) for c in (Channel.EVENTS, Channel.STATUS)]
         self._sessions = (
             _Session(client_id, self._address, bulk, urgent=False),
@@ -166,7 +188,8 @@ class AlertingMqtt:
         client = session.client
         client.on_connect = lambda c, u, f, rc, p=None: self._on_connect(session, rc)
         client.on_disconnect = lambda c, u, f, rc, p=None: self._on_disconnect(session, rc)
-        client.on_subscribe = lambda c, u, mid, rcs, p=None: self._on_subscribe(session, rcs)
+        client.on_subscribe = lambda c, u, mid, rcs, p=None: self._on_subscribe(session, mid, rcs)
+        client.on_unsubscribe = lambda c, u, mid, *rest: self._on_unsubscribe(session, mid)
         client.on_message = lambda c, u, msg: self._on_message(session, msg)
         client.on_publish = self._on_publish
 
@@ -215,6 +238,7 @@ class AlertingMqtt:
     def _try_start(self, timeout_s: float) -> None:
         # The urgent session first: an SOS queued while no one was connected comes first.
         for session in reversed(self._sessions):
+            session.subscribed.clear()  # set again once this connection's filters hold
             session.client.connect(
                 self._address.host,
                 self._address.port,
@@ -272,23 +296,80 @@ class AlertingMqtt:
         if qos > 0:
             self._sessions[1 if urgent else 0].client.ack(mid, qos)
 
+    def _device_filter(self, device_id: str) -> str:
+        topic = device_topic(device_id, Channel.TELEMETRY, self._prefix)
+        return f"$share/{self._group}/{topic}" if self._group else topic
+
+    def set_telemetry_devices(self, device_ids: Iterable[str]) -> None:
+        """The devices whose telemetry this partition receives (per-device mode only).
+
+        Subscribes the new ones and unsubscribes the ones no longer named, at once when
+        connected (a registry reload), else on the next connect. Telemetry a device sends
+        before its filter is in place reaches this process only through the catch-up from
+        the database, as for a device registered while the service was down.
+        """
+        if not self._per_device:
+            return
+        wanted = set(device_ids)
+        with self._lock:
+            added = sorted(wanted - self._wanted)
+            removed = sorted(self._wanted - wanted)
+            self._wanted = wanted
+            self._dropped.update(removed)
+            self._dropped.difference_update(wanted)
+            session = self._sessions[0]
+            if not (self._subscribe and session.connected.is_set()):
+                return
+            self._send_unsubscribe(session, [self._device_filter(d) for d in removed])
+            self._send_subscribe(session, [self._device_filter(d) for d in added])
+            self._dropped.difference_update(removed)
+
+    def _send_subscribe(self, session: _Session, filters: list[str]) -> None:
+        # Retain Handling 1 (MQTT 5 §3.8.3.1): retained statuses are sent only when the
+        # subscription is new, never again on a resumed session's re-subscribe.
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        for i in range(0, len(filters), FILTERS_PER_PACKET):
+            chunk = filters[i : i + FILTERS_PER_PACKET]
+            with self._lock:  # its SUBACK (`_on_subscribe`) waits until `pending` has it
+                rc, mid = session.client.subscribe([(f, options) for f in chunk])
+                if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
+                    session.pending[mid] = chunk
+
+    def _send_unsubscribe(self, session: _Session, filters: list[str]) -> None:
+        for i in range(0, len(filters), FILTERS_PER_PACKET):
+            with self._lock:  # as in `_send_subscribe`: answered in `_on_unsubscribe`
+                rc, mid = session.client.unsubscribe(filters[i : i + FILTERS_PER_PACKET])
+                if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
+                    session.pending[mid] = []
+
     def _on_connect(self, session: _Session, rc: ReasonCode) -> None:
         if rc.is_failure:
             logger.warning("broker refused the connection: %s", rc)
             return
         session.connected.set()
-        if self._subscribe:
-            # Retain Handling 1 (MQTT 5 §3.8.3.1): retained statuses are sent only when the
-            # subscription is new, never again on a resumed session's re-subscribe.
-            options = SubscribeOptions(
-                qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
-            )
-            session.client.subscribe([(f, options) for f in session.filters])
+        if not self._subscribe:
+            return
+        with self._lock:
+            session.pending.clear()
+        if session.urgent or not self._per_device:
+            self._send_subscribe(session, session.filters)
             if not session.urgent:
-                session.client.unsubscribe(self._legacy)
+                self._send_unsubscribe(session, [self._legacy])
+            return
+        with self._lock:
+            # Unsubscribe first: a broker handles a session's packets in order, so the last
+            # SUBACK means the dropped filters are gone too. A resumed session keeps its
+            # filters; subscribing them again is harmless and covers a session the broker lost.
+            stale = [self._device_filter(d) for d in sorted(self._dropped)]
+            self._send_unsubscribe(session, [self._legacy, self._wildcard, *stale])
+            self._send_subscribe(session, [self._device_filter(d) for d in sorted(self._wanted)])
+            self._dropped.clear()
 
-    def _on_subscribe(self, session: _Session, rcs: Any) -> None:
-        for f, rc in zip(session.filters, rcs, strict=False):
+    def _on_subscribe(self, session: _Session, mid: int, rcs: Any) -> None:
+        with self._lock:
+            filters = session.pending.pop(mid, session.filters)
+            done = not session.pending
+        for f, rc in zip(filters, rcs, strict=False):
             if rc.is_failure:
                 code = rc.value if isinstance(rc, ReasonCode) else int(rc)
                 self.refused = SubscriptionRefused(
@@ -297,7 +378,15 @@ class AlertingMqtt:
                 )
                 logger.error("%s", self.refused)
                 return
-        session.subscribed.set()
+        if done:
+            session.subscribed.set()
+
+    def _on_unsubscribe(self, session: _Session, mid: int) -> None:
+        with self._lock:
+            session.pending.pop(mid, None)
+            done = not session.pending
+        if done:
+            session.subscribed.set()
 
     def _on_disconnect(self, session: _Session, rc: ReasonCode) -> None:
         session.connected.clear()

@@ -33,7 +33,7 @@ from alerting.settings import AlertingSettings
 from alerting.warmup import learn_heart_rates, load_band_history, warm_movement
 from alerting.writer import AlertWriter
 from gateway.codec import decode
-from gateway.contract import AlertStatus
+from gateway.contract import AlertStatus, DeviceType
 from gateway.errors import PayloadError
 from gateway.fleet import Fleet
 from gateway.messages import BandTelemetry
@@ -200,12 +200,14 @@ class AlertingService:
                 s.mqtt_url,
                 self.client_id,
                 # Active/standby and partitions consume the whole stream: a plain persistent
-                # subscription (a partition drops the other partitions' messages itself).
+                # subscription. A partition subscribes its own devices' telemetry and drops
+                # the other partitions' events and statuses itself.
                 group="" if s.standby or not self.partition.whole else s.share_group,
                 prefix=s.topic_prefix,
                 session_expiry_s=s.session_expiry_s,
                 inbox=self.inbox,
                 accept=None if self.partition.whole else self.owner,
+                per_device=not self.partition.whole,
             )
             if self.leader is not None:
                 for client in mqtt.clients:  # both sessions are the active's, fenced alike
@@ -236,6 +238,7 @@ class AlertingService:
         self._registry_version = version
         self.owner.set_devices(whole.devices)
         fleet = self.partition.fleet(whole)
+        mqtt.set_telemetry_devices(_telemetry_senders(fleet))
         model = self._fall_model()
         engine = Engine(
             fleet,
@@ -455,7 +458,10 @@ class AlertingService:
         """Adopt a registry the reloader loaded off the loop (alerting.fleet_reload)."""
         assert self.engine is not None
         self.owner.set_devices(fleet.devices)
-        self.engine.set_fleet(self.partition.fleet(fleet), self.clock())
+        mine = self.partition.fleet(fleet)
+        self.engine.set_fleet(mine, self.clock())
+        if self.mqtt is not None:
+            self.mqtt.set_telemetry_devices(_telemetry_senders(mine))
 
     def _drain(self, stop: threading.Event, mqtt: AlertingMqtt, wait_s: float) -> None:
         """Handle what the inbox holds (up to _DRAIN_MAX), urgent lane first, then score the
@@ -618,6 +624,11 @@ class AlertingService:
     def raised(self) -> list[AlertRow]:
         """Alerts this run raised (newest last)."""
         return list(self.writer.raised) if self.writer else []
+
+
+def _telemetry_senders(fleet: Fleet) -> list[str]:
+    """The devices that publish telemetry (every type but the button; contract §1)."""
+    return [d.id for d in fleet.devices if d.type is not DeviceType.BUTTON]
 
 
 def _outbox_path(configured: str, client_id: str, partition: Partition) -> str:

@@ -33,9 +33,10 @@ paho reconnect and take the session back. (A broker restart during a database ou
 the same way: the holder stands by until the database returns, and then one process leads.)
 
 Partitions (alerting.partition, `ALERTING_PARTITIONS`): to use more than one core, N
-processes each act for the elders whose id hashes to their partition k. Each subscribes to
-the whole stream under its own session (`<client id>-p<k>of<N>`) and drops the other
-partitions' messages by topic before decoding them; a shared subscription could not do this
+processes each act for the elders whose id hashes to their partition k. Each has its own
+sessions (`<client id>-p<k>of<N>`): telemetry comes by one filter per own device
+(alerting.mqtt), events and statuses by the wildcard, the other partitions' dropped by topic
+before decoding; a shared subscription could not do this
 (Mosquitto's `$share` is round robin per message, and even EMQX's `hash_topic` would split a
 device's three topics and an elder's devices). Each partition has its own lock (the scope
 carries `-p<k>of<N>`), hence its own active and standby, and every partition's lock session

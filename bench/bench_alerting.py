@@ -17,8 +17,12 @@ handling its own elders'); a kind counts as drained when the workers together ha
 every message and scored its heart rates. The machine's load average at
 the start is printed: figures taken while other work runs are lower bounds.
 
+`--ingest` runs `eldercare ingest` beside it (its own process, at INGEST_NICE as deployed, on
+the same broker, topics and database), so alerting shares the machine with storage as it
+does in production; how many messages ingest had stored by the end is printed.
+
 Usage: python bench/bench_alerting.py [--bands 200] [--per-device 200] [--canes 100]
-    [--workers 1,2]
+    [--workers 1,2] [--ingest]
 """
 
 from __future__ import annotations
@@ -28,15 +32,19 @@ import math
 import multiprocessing as mp
 import os
 import random
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from bench_district import make_schema
+from bench_district import make_schema, metric, wait_ingest
 from ceiling import Stream, StreamPublisher
 
 from alerting.service import AlertingService
@@ -336,6 +344,34 @@ def warm(
         time.sleep(0.01)
 
 
+@contextmanager
+def ingest_beside(url: str, port: int, work: Path) -> Iterator[int]:
+    """`eldercare ingest` on the bench's broker, prefix and schema; yields its metrics port."""
+    metrics = free_port()
+    env = os.environ | {
+        "DATABASE_URL": url,
+        "MQTT_URL": f"mqtt://127.0.0.1:{port}",
+        "INGEST_TOPIC_PREFIX": PREFIX,
+        "INGEST_CLIENT_ID": f"bench-ingest-{uuid.uuid4().hex[:6]}",
+        "INGEST_METRICS_PORT": str(metrics),
+        "ELDERCARE_LOG_LEVEL": "WARNING",
+    }
+    with open(work / "ingest.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "eldercare", "ingest"], env=env, stdout=log, stderr=log
+        )
+        try:
+            wait_ingest(metrics, port, PREFIX, proc, time.monotonic())
+            yield metrics
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bands", type=int, default=200)
@@ -348,6 +384,9 @@ def main() -> None:
         help="comma-separated partition process counts, e.g. 1,2 (default: the service in"
         " this process, as before)",
     )
+    parser.add_argument(
+        "--ingest", action="store_true", help="run `eldercare ingest` beside it, as deployed"
+    )
     args = parser.parse_args()
     rng = random.Random(1)
     fleet = make_fleet(args.bands, args.canes)
@@ -359,9 +398,11 @@ def main() -> None:
         "band events": events(fleet, args.per_device, 100_000, ts0 + 60_000),
     }
     port = free_port()
-    broker = start_mosquitto(port, Path(tempfile.mkdtemp(prefix="bench-mosq-")))
+    work = Path(tempfile.mkdtemp(prefix="bench-mosq-"))
+    broker = start_mosquitto(port, work)
     name, url = make_schema(fleet)
     stop_event = threading.Event()
+    beside = ExitStack()
     try:
         pub = StreamPublisher(port)
         raw = {kind: pub.ceiling(stream) for kind, stream in kinds.items()}
@@ -377,6 +418,14 @@ def main() -> None:
             if all(r is not None for r in crt.values())
             else "awscrt alone: not installed (pip install awscrt to compare)"
         )
+        if args.ingest:
+            ingest_port = beside.enter_context(ingest_beside(url, port, work))
+            beside.callback(
+                lambda: print(
+                    f"ingest beside it stored {metric(ingest_port, 'ingest_stored_total'):.0f}"
+                    " messages by the end"
+                )
+            )
         if args.workers:
             counts = [int(n) for n in args.workers.split(",")]
             report_workers(url, pub, counts, fleet, kinds, raw, ts0)
@@ -407,6 +456,7 @@ def main() -> None:
         assert service.stats.errors == 0 and service.stats.invalid == 0, service.stats
     finally:
         stop_event.set()
+        beside.close()
         stop(broker)
         with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')

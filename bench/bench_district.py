@@ -29,11 +29,12 @@ ready with N registered devices.
 
 The machine is shared: figures are as measured under whatever else runs there.
 
-With `ALERTING_WORKERS` > 1 in the environment the alerting lag is not read (each worker
-serves its own metrics port); run it with one worker.
+`--workers N` runs alerting as N partition processes (`ALERTING_WORKERS`; each serves its
+own metrics port): the alerting lag then counts the messages the workers together handled
+(received minus those only acknowledged for another partition).
 
 Usage: python bench/bench_district.py [--elders 1000] [--duration 300] [--speed 1,4,16|auto]
-       [--sos 20] [--warmup 600] [--startup-devices 250000]
+       [--sos 20] [--warmup 600] [--startup-devices 250000] [--workers 1]
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -61,6 +63,7 @@ from ceiling import build_replayer, raw_ceiling, replay, replay_ceiling
 from eldercare.broker import free_port, start_mosquitto, stop
 from firmware_sim.district import generate_fleet
 from firmware_sim.record import record
+from firmware_sim.routine import LOCAL_OFFSET_MS
 from gateway import DeviceType, Event, Fleet, encode_message
 from gateway.topics import alert_filter
 from ingest.migrate import apply_migrations
@@ -79,6 +82,25 @@ LATE_MAX_MS = 1000.0
 
 
 # -- the platform under test ----------------------------------------------------------------
+
+
+def recording_start(at: str, duration_s: float) -> int:
+    """Epoch ms a recording of `duration_s` starts: at Beijing time `at` ("HH:MM") on the
+    latest day it has ended by now, or (empty) now minus the duration.
+
+    The simulated routines follow the local time of day (walks 08:00-10:00 and 15:00-17:00),
+    so the hour decides the traffic mix: `--at 08:47` records a morning peak at any hour.
+    """
+    now_ms = int(time.time() * 1000)
+    latest = now_ms - int(duration_s * 1000)
+    if not at:
+        return latest
+    hours, minutes = (int(x) for x in at.split(":"))
+    local_day_ms = (now_ms + LOCAL_OFFSET_MS) // 86_400_000 * 86_400_000
+    start = local_day_ms - LOCAL_OFFSET_MS + (hours * 60 + minutes) * 60_000
+    while start > latest:
+        start -= 86_400_000
+    return start
 
 
 def make_schema(fleet: Fleet) -> tuple[str, str]:
@@ -108,10 +130,12 @@ def scrape(port: int) -> dict[str, float]:
     for line in text.splitlines():
         if not line or line[0] == "#":
             continue
-        name, _, value = line.rpartition(" ")
-        name = name.split("{", 1)[0]
+        labelled, _, value = line.rpartition(" ")
+        name = labelled.split("{", 1)[0]
         with suppress(ValueError):
             out[name] = out.get(name, 0.0) + float(value)
+            if name != labelled:  # also by label set: `name{label="value"}`
+                out[labelled] = float(value)
     return out
 
 
@@ -129,7 +153,7 @@ class Platform:
     ingest: subprocess.Popen[bytes]
     alerting: subprocess.Popen[bytes]
     ingest_port: int
-    alerting_port: int
+    alerting_ports: list[int]
     ready_s: dict[str, float]
 
 
@@ -137,7 +161,8 @@ class Platform:
 def platform(url: str, mqtt_port: int, prefix: str, work: Path) -> Iterator[Platform]:
     """Start both services; yields once ingest has subscribed and alerting is ready."""
     tag = uuid.uuid4().hex[:6]
-    ports = free_port(), free_port()
+    workers = int(os.environ.get("ALERTING_WORKERS", "1"))
+    ports = free_port(), free_ports(workers)
     base = {
         **os.environ,
         "DATABASE_URL": url,
@@ -163,9 +188,9 @@ def platform(url: str, mqtt_port: int, prefix: str, work: Path) -> Iterator[Plat
     try:
         ready = {
             "ingest": wait_ingest(ports[0], mqtt_port, prefix, ing, t0),
-            "alerting": wait_alerting(ports[1], alr, t0),
+            "alerting": max(wait_alerting(p, alr, t0) for p in range(ports[1], ports[1] + workers)),
         }
-        yield Platform(ing, alr, ports[0], ports[1], ready)
+        yield Platform(ing, alr, ports[0], list(range(ports[1], ports[1] + workers)), ready)
     finally:
         for proc in (ing, alr):
             proc.terminate()
@@ -177,6 +202,21 @@ def platform(url: str, mqtt_port: int, prefix: str, work: Path) -> Iterator[Plat
                 proc.wait()
         for log in logs:
             log.close()
+
+
+def free_ports(n: int) -> int:
+    """The first of `n` consecutive free TCP ports on 127.0.0.1 (alerting's workers serve
+    metrics on the configured port + their index)."""
+    for _ in range(100):
+        base = free_port()
+        try:
+            for port in range(base + 1, base + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no {n} consecutive free ports")
 
 
 def wait_ingest(
@@ -270,18 +310,30 @@ class CpuMeter:
         }
 
 
+_OTHER_PARTITION = 'alerting_suppressed_inputs_total{reason="other_partition"}'
+
+
+def handled(port: int) -> float:
+    """Messages an alerting process handled as their partition's owner (-1: unreachable)."""
+    try:
+        m = scrape(port)
+    except OSError:
+        return -1.0
+    return m.get("alerting_received_total", 0.0) - m.get(_OTHER_PARTITION, 0.0)
+
+
 class Sampler(threading.Thread):
     """Samples ingest's stored and alerting's received counters every POLL_S seconds."""
 
-    def __init__(self, ingest_port: int, alerting_port: int) -> None:
+    def __init__(self, ingest_port: int, alerting_ports: list[int]) -> None:
         super().__init__(daemon=True)
-        self.ports = ingest_port, alerting_port
+        self.ingest_port, self.alerting_ports = ingest_port, alerting_ports
         self.rows: list[tuple[float, float, float]] = []  # (wall ms, stored, received)
         self.halt = threading.Event()
 
     def sample(self) -> tuple[float, float, float]:
-        stored = metric(self.ports[0], "ingest_stored_total")
-        received = metric(self.ports[1], "alerting_received_total")
+        stored = metric(self.ingest_port, "ingest_stored_total")
+        received = sum(handled(p) for p in self.alerting_ports)
         row = (time.time() * 1000, stored, received)
         self.rows.append(row)
         return row
@@ -391,7 +443,7 @@ def run_step(
             sub_cmd = ["mosquitto_sub", "-p", str(port), "-q", "1", "-F", "%U|%p"]
             with open(alert_log, "wb") as alert_out:
                 sub = subprocess.Popen([*sub_cmd, "-t", alert_filter(prefix)], stdout=alert_out)
-            sampler = Sampler(plat.ingest_port, plat.alerting_port)
+            sampler = Sampler(plat.ingest_port, plat.alerting_ports)
             _, stored0, received0 = sampler.sample()
             span_s = duration_s / speed
             sos_path, buttons = sos_file(fleet, n_sos, span_s, work)
@@ -581,7 +633,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sos", type=int, default=20, help="SOS presses per multiple")
     parser.add_argument("--startup-devices", type=int, default=0, help="0: skip")
+    parser.add_argument(
+        "--at",
+        default="",
+        help="Beijing time HH:MM the recording starts, on the latest day it is past (default: "
+        "now minus the duration); device clocks are then that far behind the replay",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="alerting partition processes (0: ALERTING_WORKERS)"
+    )
     args = parser.parse_args()
+    if args.workers:
+        os.environ["ALERTING_WORKERS"] = str(args.workers)
     auto = args.speed == "auto"
     speeds = [1.0] if auto else [float(s) for s in args.speed.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-district-"))
@@ -591,7 +654,7 @@ def main() -> None:
     try:
         fleet = generate_fleet(args.elders, args.seed)
         recording = work / "district.tsv"
-        rec_start = int(time.time() * 1000) - int(args.duration * 1000)
+        rec_start = recording_start(args.at, args.duration)
         t0 = time.monotonic()
         stats = record(
             fleet,

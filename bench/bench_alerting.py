@@ -38,8 +38,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -287,7 +287,7 @@ def run_workers(
 
 
 def report_workers(
-    url: str,
+    database: Callable[[], AbstractContextManager[str]],
     pub: StreamPublisher,
     counts: list[int],
     fleet: Fleet,
@@ -295,12 +295,19 @@ def report_workers(
     raw: dict[str, float],
     ts0: int,
 ) -> None:
-    """Print msg/s per kind for each worker count beside the raw ceiling of the same run."""
+    """Print msg/s per kind for each worker count beside the raw ceiling of the same run.
+
+    `database()` gives each worker count a fresh database: what ingest stored in one must not
+    be caught up on, as already seen, by the next.
+    """
     load = os.getloadavg()
     print(
         f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cores"
     )
-    rates = {n: run_workers(url, pub, n, fleet, kinds, ts0) for n in counts}
+    rates = {}
+    for n in counts:
+        with database() as url:
+            rates[n] = run_workers(url, pub, n, fleet, kinds, ts0)
     print(
         f"{'kind':20s} {'workers':>7s} {'messages':>9s} {'raw C->C':>10s}"
         f" {'alerting':>10s} {'ratio':>6s}"
@@ -345,6 +352,23 @@ def warm(
 
 
 @contextmanager
+def fresh_database(fleet: Fleet, port: int, work: Path, ingest: bool) -> Iterator[str]:
+    """A new schema with the fleet registered (and ingest beside it when `ingest`); its URL."""
+    name, url = make_schema(fleet)
+    try:
+        if not ingest:
+            yield url
+            return
+        with ingest_beside(url, port, work) as metrics:
+            yield url
+            stored = metric(metrics, "ingest_stored_total")
+            print(f"  (ingest beside it had stored {stored:.0f} messages by the end)")
+    finally:
+        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@contextmanager
 def ingest_beside(url: str, port: int, work: Path) -> Iterator[int]:
     """`eldercare ingest` on the bench's broker, prefix and schema; yields its metrics port."""
     metrics = free_port()
@@ -354,6 +378,7 @@ def ingest_beside(url: str, port: int, work: Path) -> Iterator[int]:
         "INGEST_TOPIC_PREFIX": PREFIX,
         "INGEST_CLIENT_ID": f"bench-ingest-{uuid.uuid4().hex[:6]}",
         "INGEST_METRICS_PORT": str(metrics),
+        "INGEST_SESSION_EXPIRY_S": "0",  # no queue kept for a finished phase's session
         "ELDERCARE_LOG_LEVEL": "WARNING",
     }
     with open(work / "ingest.log", "wb") as log:
@@ -400,9 +425,8 @@ def main() -> None:
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="bench-mosq-"))
     broker = start_mosquitto(port, work)
-    name, url = make_schema(fleet)
     stop_event = threading.Event()
-    beside = ExitStack()
+    dbs = ExitStack()
     try:
         pub = StreamPublisher(port)
         raw = {kind: pub.ceiling(stream) for kind, stream in kinds.items()}
@@ -418,18 +442,15 @@ def main() -> None:
             if all(r is not None for r in crt.values())
             else "awscrt alone: not installed (pip install awscrt to compare)"
         )
-        if args.ingest:
-            ingest_port = beside.enter_context(ingest_beside(url, port, work))
-            beside.callback(
-                lambda: print(
-                    f"ingest beside it stored {metric(ingest_port, 'ingest_stored_total'):.0f}"
-                    " messages by the end"
-                )
-            )
+
+        def database() -> AbstractContextManager[str]:
+            return fresh_database(fleet, port, work, args.ingest)
+
         if args.workers:
             counts = [int(n) for n in args.workers.split(",")]
-            report_workers(url, pub, counts, fleet, kinds, raw, ts0)
+            report_workers(database, pub, counts, fleet, kinds, raw, ts0)
             return
+        url = dbs.enter_context(database())
         settings = AlertingSettings(
             database_url=url,
             mqtt_url=f"mqtt://127.0.0.1:{port}",
@@ -456,10 +477,8 @@ def main() -> None:
         assert service.stats.errors == 0 and service.stats.invalid == 0, service.stats
     finally:
         stop_event.set()
-        beside.close()
+        dbs.close()
         stop(broker)
-        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from gateway.acl import MAX_PACKET_BYTES
 from gateway.contract import Channel
 from gateway.mqtt import connect_properties, make_client, parse_mqtt_url
 from gateway.topics import device_filter, device_topic
@@ -37,9 +38,26 @@ logger = logging.getLogger(__name__)
 # paho's message ids are 16-bit: keep well under 65,535 QoS 1 publishes outstanding.
 MAX_OUTSTANDING = 10_000
 URGENT_SUFFIX = "-urgent"
-# Topic filters per SUBSCRIBE or UNSUBSCRIBE packet when a partition subscribes per device
-# (~60 KiB packets; Mosquitto and MQTT 5 put no limit on the count, only on the packet size).
-FILTERS_PER_PACKET = 1_000
+# Bytes of topic filters per SUBSCRIBE or UNSUBSCRIBE packet when a partition subscribes per
+# device: half the broker's packet limit (gateway.acl.MAX_PACKET_BYTES, 16.5 KiB in the shipped
+# Mosquitto config), which closes the connection on a larger packet of any kind. MQTT 5 limits
+# only the packet size, not the count of filters.
+FILTER_BYTES_PER_PACKET = MAX_PACKET_BYTES // 2
+
+
+def packets_of(filters: list[str], budget: int = FILTER_BYTES_PER_PACKET) -> list[list[str]]:
+    """`filters` in order, split into packets of at most `budget` bytes of filters (each counted
+    as its UTF-8 length plus 3: the length prefix and the subscription options)."""
+    out: list[list[str]] = []
+    size = budget
+    for f in filters:
+        cost = len(f.encode()) + 3
+        if size + cost > budget:
+            out.append([])
+            size = 0
+        out[-1].append(f)
+        size += cost
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,18 +318,25 @@ class AlertingMqtt:
         topic = device_topic(device_id, Channel.TELEMETRY, self._prefix)
         return f"$share/{self._group}/{topic}" if self._group else topic
 
-    def set_telemetry_devices(self, device_ids: Iterable[str]) -> None:
+    def set_telemetry_devices(self, device_ids: Iterable[str], others: Iterable[str] = ()) -> None:
         """The devices whose telemetry this partition receives (per-device mode only).
 
         Subscribes the new ones and unsubscribes the ones no longer named, at once when
-        connected (a registry reload), else on the next connect. Telemetry a device sends
-        before its filter is in place reaches this process only through the catch-up from
-        the database, as for a device registered while the service was down.
+        connected (a registry reload), else on the next connect. A new device's telemetry
+        from before its filter is in place is not seen here, as it was not before the
+        reload (the engine did not know the device yet).
+
+        Args:
+            device_ids: this partition's telemetry senders.
+            others: the other registered telemetry senders, unsubscribed on the next connect:
+                a resumed broker session keeps filters of devices that moved to another
+                partition while this process was down.
         """
         if not self._per_device:
             return
         wanted = set(device_ids)
         with self._lock:
+            self._dropped.update(others)
             added = sorted(wanted - self._wanted)
             removed = sorted(self._wanted - wanted)
             self._wanted = wanted
@@ -328,17 +353,16 @@ class AlertingMqtt:
         # Retain Handling 1 (MQTT 5 §3.8.3.1): retained statuses are sent only when the
         # subscription is new, never again on a resumed session's re-subscribe.
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        for i in range(0, len(filters), FILTERS_PER_PACKET):
-            chunk = filters[i : i + FILTERS_PER_PACKET]
+        for chunk in packets_of(filters):
             with self._lock:  # its SUBACK (`_on_subscribe`) waits until `pending` has it
                 rc, mid = session.client.subscribe([(f, options) for f in chunk])
                 if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
                     session.pending[mid] = chunk
 
     def _send_unsubscribe(self, session: _Session, filters: list[str]) -> None:
-        for i in range(0, len(filters), FILTERS_PER_PACKET):
+        for chunk in packets_of(filters):
             with self._lock:  # as in `_send_subscribe`: answered in `_on_unsubscribe`
-                rc, mid = session.client.unsubscribe(filters[i : i + FILTERS_PER_PACKET])
+                rc, mid = session.client.unsubscribe(chunk)
                 if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
                     session.pending[mid] = []
 

@@ -238,7 +238,8 @@ class AlertingService:
         self._registry_version = version
         self.owner.set_devices(whole.devices)
         fleet = self.partition.fleet(whole)
-        mqtt.set_telemetry_devices(_telemetry_senders(fleet))
+        mine = set(_telemetry_senders(fleet))
+        mqtt.set_telemetry_devices(mine, (d for d in _telemetry_senders(whole) if d not in mine))
         model = self._fall_model()
         engine = Engine(
             fleet,

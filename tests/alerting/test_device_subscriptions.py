@@ -1,17 +1,49 @@
-"""A partition's telemetry session subscribes per device, on the real broker: only the named
-devices' telemetry arrives, across several SUBSCRIBE packets, registry changes and
+"""A partition's telemetry session subscribes per device, on a real broker with the shipped
+configuration (its packet size limit closes the connection on a larger SUBSCRIBE): only the
+named devices' telemetry arrives, across many SUBSCRIBE packets, registry changes and
 reconnects; events still come by the wildcard."""
 
 from __future__ import annotations
 
+import itertools
+import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import paho.mqtt.client as paho
+import pytest
 
-from alerting.mqtt import FILTERS_PER_PACKET, AlertingMqtt, Inbound, Inbox
+from alerting.mqtt import FILTER_BYTES_PER_PACKET, AlertingMqtt, Inbound, Inbox, packets_of
+from eldercare.broker import free_port, start_mosquitto, stop
+from gateway.acl import MAX_PACKET_BYTES
 from gateway.mqtt import make_client, parse_mqtt_url
 from gateway.topics import device_topic
+
+
+@pytest.fixture
+def shipped_broker(tmp_path: Path) -> Iterator[str]:
+    """A private Mosquitto with the shipped configuration; its URL."""
+    port = free_port()
+    proc: subprocess.Popen[bytes] = start_mosquitto(port, tmp_path / "mosquitto")
+    try:
+        yield f"mqtt://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+def test_packets_keep_order_and_stay_under_the_broker_limit() -> None:
+    filters = [f"t/eldercare/v1/devices/{'x' * (i % 60 + 3)}-{i}/telemetry" for i in range(3000)]
+    packets = packets_of(filters)
+    assert [f for p in packets for f in p] == filters
+    assert len(packets) > 10 and all(packets)
+    assert all(sum(len(f) + 3 for f in p) <= FILTER_BYTES_PER_PACKET for p in packets)
+    assert FILTER_BYTES_PER_PACKET < MAX_PACKET_BYTES - 64  # room for the header and mid
+    # Full: a packet closes only when the next filter would not fit.
+    for p, nxt in itertools.pairwise(packets):
+        assert sum(len(f) + 3 for f in p) + len(nxt[0]) + 3 > FILTER_BYTES_PER_PACKET
+    assert packets_of([]) == []
 
 
 def _mqtt(url: str, prefix: str, client_id: str) -> AlertingMqtt:
@@ -56,24 +88,26 @@ def _received(mqtt: AlertingMqtt, settle_s: float = 0.5) -> list[str]:
 
 
 def test_only_the_named_devices_telemetry_arrives_across_packets_and_changes(
-    mqtt_url: str, topic_prefix: str
+    shipped_broker: str, topic_prefix: str
 ) -> None:
-    ids = [f"d{i:05d}-{uuid.uuid4().hex[:6]}" for i in range(2 * FILTERS_PER_PACKET + 500)]
+    mqtt_url = shipped_broker
+    ids = [f"cane-d{i:05d}-{uuid.uuid4().hex[:6]}" for i in range(2500)]
     mine, other = ids[:-1], ids[-1]
+    middle = len(packets_of([device_topic(d, "telemetry", topic_prefix) for d in mine])[0])
     mqtt = _mqtt(mqtt_url, topic_prefix, f"alerting-{uuid.uuid4().hex[:8]}")
     sender = _Sender(mqtt_url, topic_prefix)
     try:
         mqtt.set_telemetry_devices(mine)
         mqtt.start(timeout_s=20)
-        # Ready only once every SUBSCRIBE packet (three here) has been answered.
-        assert not mqtt._sessions[0].pending
-        for device in (mine[0], mine[FILTERS_PER_PACKET], mine[-1], other):
+        # Ready only once every SUBSCRIBE packet (about 20 here) has been answered.
+        assert not mqtt._sessions[0].pending and mqtt.connected
+        for device in (mine[0], mine[middle], mine[-1], other):
             sender.send(device)
         sender.send(other, "events")
         assert sorted(_received(mqtt)) == sorted(
             [
                 f"{mine[0]}/telemetry",
-                f"{mine[FILTERS_PER_PACKET]}/telemetry",
+                f"{mine[middle]}/telemetry",
                 f"{mine[-1]}/telemetry",
                 f"{other}/events",
             ]
@@ -97,8 +131,9 @@ def test_only_the_named_devices_telemetry_arrives_across_packets_and_changes(
 
 
 def test_no_devices_yet_is_ready_at_once_and_subscribes_the_first_one(
-    mqtt_url: str, topic_prefix: str
+    shipped_broker: str, topic_prefix: str
 ) -> None:
+    mqtt_url = shipped_broker
     mqtt = _mqtt(mqtt_url, topic_prefix, f"alerting-{uuid.uuid4().hex[:8]}")
     sender = _Sender(mqtt_url, topic_prefix)
     device = f"band-{uuid.uuid4().hex[:8]}"
@@ -113,3 +148,30 @@ def test_no_devices_yet_is_ready_at_once_and_subscribes_the_first_one(
     finally:
         sender.close()
         mqtt.stop()
+
+
+def test_a_restarted_partition_drops_the_filters_of_devices_that_moved_away(
+    shipped_broker: str, topic_prefix: str
+) -> None:
+    mqtt_url = shipped_broker
+    """The broker session outlives the process: a device linked to another partition while
+    it was down must stop reaching it once it is back."""
+    client_id = f"alerting-{uuid.uuid4().hex[:8]}"
+    stays, moved = (f"band-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    sender = _Sender(mqtt_url, topic_prefix)
+    first = _mqtt(mqtt_url, topic_prefix, client_id)
+    try:
+        first.set_telemetry_devices([stays, moved])
+        first.start(timeout_s=10)
+    finally:
+        first.stop()
+    again = _mqtt(mqtt_url, topic_prefix, client_id)
+    try:
+        again.set_telemetry_devices([stays], others=[moved])
+        again.start(timeout_s=10)
+        sender.send(moved)
+        sender.send(stays)
+        assert _received(again) == [f"{stays}/telemetry"]
+    finally:
+        sender.close()
+        again.stop()

@@ -20,6 +20,7 @@ from eldercare.broker import free_port, start_mosquitto, stop
 from gateway.acl import MAX_PACKET_BYTES
 from gateway.mqtt import make_client, parse_mqtt_url
 from gateway.topics import device_topic
+from tests.gateway.auth_broker import auth_broker, issue, make_registry, probe
 
 
 @pytest.fixture
@@ -175,3 +176,27 @@ def test_a_restarted_partition_drops_the_filters_of_devices_that_moved_away(
     finally:
         sender.close()
         again.stop()
+
+
+def test_the_alerting_account_may_subscribe_per_device_under_the_shipped_acl(
+    schema_url: str, device_suffix: str, tmp_path: Path
+) -> None:
+    """The broker's ACL grants alerting `devices/+/+`; a filter naming one device must be
+    granted too, or a partition would stop at start-up with SubscriptionRefused."""
+    buttons = make_registry(schema_url, device_suffix, n_devices=2)
+    account = issue(schema_url, "alerting", "--service")
+    device = issue(schema_url, buttons[0])
+    with auth_broker(schema_url, tmp_path / "broker") as broker:
+        url = f"mqtt://{account['username']}:{account['password']}@127.0.0.1:{broker.port}"
+        mqtt = _mqtt(url, "", f"alerting-{device_suffix}")
+        sender = probe(broker.port, buttons[0], device["password"])
+        try:
+            mqtt.set_telemetry_devices(buttons)
+            mqtt.start(timeout_s=10)
+            assert mqtt.refused is None
+            topic = device_topic(buttons[0], "telemetry")
+            assert sender.client.publish(topic, b"{}", qos=1).rc == paho.MQTT_ERR_SUCCESS
+            assert _received(mqtt, settle_s=1.0) == [f"{buttons[0]}/telemetry"]
+        finally:
+            sender.close()
+            mqtt.stop()

@@ -99,9 +99,13 @@ class Inbox:
         self._bulk: queue.Queue[Inbound] = queue.Queue(maxsize)
         self._items = threading.Semaphore(0)
 
-    def put(self, item: Inbound) -> None:
-        """Queue one message (blocks while its lane is full)."""
-        (self._urgent if item.topic.endswith(_URGENT) else self._bulk).put(item)
+    def put(self, item: Inbound, timeout: float | None = None) -> None:
+        """Queue one message (blocks while its lane is full).
+
+        Raises:
+            queue.Full: the lane stayed full for `timeout` seconds (None: wait for ever).
+        """
+        (self._urgent if item.topic.endswith(_URGENT) else self._bulk).put(item, timeout=timeout)
         self._items.release()
 
     def get(self, timeout: float) -> Inbound | None:
@@ -143,6 +147,8 @@ class _Session:
         self.subscribed = threading.Event()
         # SUBSCRIBE packets sent and not yet answered: message id -> its filters.
         self.pending: dict[int, list[str]] = {}
+        # UNSUBSCRIBE packets of dropped devices not yet answered: message id -> device ids.
+        self.unsubscribing: dict[int, list[str]] = {}
         self.client = make_client(client_id, mqtt5=True, manual_ack=True, address=address)
         self.client.max_queued_messages_set(0)
 
@@ -186,6 +192,7 @@ class AlertingMqtt:
         self._lock = threading.RLock()
         self._wanted: set[str] = set()
         self._dropped: set[str] = set()
+        self._closing = False
         bulk = [] if per_device else [self._wildcard]
         urgent = [shared_filter(group, prefix, c.value) for c in (Channel.EVENTS, Channel.STATUS)]
         self._sessions = (
@@ -254,6 +261,7 @@ class AlertingMqtt:
                 delay_s = min(delay_s * 2, max_delay_s)
 
     def _try_start(self, timeout_s: float) -> None:
+        self._closing = False
         # The urgent session first: an SOS queued while no one was connected comes first.
         for session in reversed(self._sessions):
             session.subscribed.clear()  # set again once this connection's filters hold
@@ -267,17 +275,27 @@ class AlertingMqtt:
                 ),
             )
             session.client.loop_start()
+        # The deadline moves on while SUBACKs keep coming: a partition subscribing tens of
+        # thousands of device filters may take longer than `timeout_s` in all.
         deadline = time.monotonic() + timeout_s
+        left = self._unanswered()
         while not self._ready(0.05):
             if self.refused is not None:
                 self.stop()
                 raise self.refused
+            now_left = self._unanswered()
+            if now_left < left:
+                left, deadline = now_left, time.monotonic() + timeout_s
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"broker {self._address.url} did not accept us in {timeout_s} s")
         if self.refused is not None:
             self.stop()
             raise self.refused
+
+    def _unanswered(self) -> int:
+        with self._lock:
+            return sum(len(s.pending) for s in self._sessions)
 
     def _ready(self, wait_s: float) -> bool:
         for session in self._sessions:
@@ -287,7 +305,9 @@ class AlertingMqtt:
         return True
 
     def stop(self) -> None:
-        """Disconnect and stop the network threads."""
+        """Disconnect and stop the network threads (one blocked on a full inbox lets go of
+        its message, unacknowledged: the broker sends it again)."""
+        self._closing = True
         for session in self._sessions:
             session.client.disconnect()
             session.client.loop_stop()
@@ -345,9 +365,18 @@ class AlertingMqtt:
             session = self._sessions[0]
             if not (self._subscribe and session.connected.is_set()):
                 return
-            self._send_unsubscribe(session, [self._device_filter(d) for d in removed])
+            # A dropped device leaves `_dropped` only when the broker confirms (UNSUBACK):
+            # an UNSUBSCRIBE lost with the connection is sent again on the next connect.
+            self._unsubscribe_devices(session, removed)
             self._send_subscribe(session, [self._device_filter(d) for d in added])
-            self._dropped.difference_update(removed)
+
+    def _unsubscribe_devices(self, session: _Session, device_ids: list[str]) -> None:
+        at = 0
+        for chunk in packets_of([self._device_filter(d) for d in device_ids]):
+            rc, mid = session.client.unsubscribe(chunk)
+            if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
+                session.unsubscribing[mid] = device_ids[at : at + len(chunk)]
+            at += len(chunk)
 
     def _send_subscribe(self, session: _Session, filters: list[str]) -> None:
         # Retain Handling 1 (MQTT 5 §3.8.3.1): retained statuses are sent only when the
@@ -361,20 +390,18 @@ class AlertingMqtt:
 
     def _send_unsubscribe(self, session: _Session, filters: list[str]) -> None:
         for chunk in packets_of(filters):
-            with self._lock:  # as in `_send_subscribe`: answered in `_on_unsubscribe`
-                rc, mid = session.client.unsubscribe(chunk)
-                if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
-                    session.pending[mid] = []
+            session.client.unsubscribe(chunk)
 
     def _on_connect(self, session: _Session, rc: ReasonCode) -> None:
         if rc.is_failure:
             logger.warning("broker refused the connection: %s", rc)
             return
-        session.connected.set()
+        with self._lock:  # with `set_telemetry_devices`: no packet between the two
+            session.pending.clear()
+            session.unsubscribing.clear()
+            session.connected.set()
         if not self._subscribe:
             return
-        with self._lock:
-            session.pending.clear()
         if session.urgent or not self._per_device:
             self._send_subscribe(session, session.filters)
             if not session.urgent:
@@ -384,10 +411,11 @@ class AlertingMqtt:
             # Unsubscribe first: a broker handles a session's packets in order, so the last
             # SUBACK means the dropped filters are gone too. A resumed session keeps its
             # filters; subscribing them again is harmless and covers a session the broker lost.
-            stale = [self._device_filter(d) for d in sorted(self._dropped)]
-            self._send_unsubscribe(session, [self._legacy, self._wildcard, *stale])
+            self._send_unsubscribe(session, [self._legacy, self._wildcard])
+            self._unsubscribe_devices(session, sorted(self._dropped))
             self._send_subscribe(session, [self._device_filter(d) for d in sorted(self._wanted)])
-            self._dropped.clear()
+            if not session.pending:
+                session.subscribed.set()  # no devices yet: nothing to wait for
 
     def _on_subscribe(self, session: _Session, mid: int, rcs: Any) -> None:
         with self._lock:
@@ -407,10 +435,8 @@ class AlertingMqtt:
 
     def _on_unsubscribe(self, session: _Session, mid: int) -> None:
         with self._lock:
-            session.pending.pop(mid, None)
-            done = not session.pending
-        if done:
-            session.subscribed.set()
+            gone = session.unsubscribing.pop(mid, ())
+            self._dropped.difference_update(gone)
 
     def _on_disconnect(self, session: _Session, rc: ReasonCode) -> None:
         session.connected.clear()
@@ -418,12 +444,11 @@ class AlertingMqtt:
             logger.warning("disconnected from the broker: %s; paho reconnects", rc)
 
     def _on_message(self, session: _Session, msg: paho.MQTTMessage) -> None:
-        # Blocks while the lane is full: paho stops reading and the broker keeps the rest.
         topic = msg.topic
         if self._accept is not None and not self._accept(topic):
-            self._inbox.put(Inbound(topic, b"", msg.mid, msg.qos, 0, False, session.urgent, True))
+            self._put(Inbound(topic, b"", msg.mid, msg.qos, 0, False, session.urgent, True))
             return
-        self._inbox.put(
+        self._put(
             Inbound(
                 topic,
                 bytes(msg.payload),
@@ -434,6 +459,17 @@ class AlertingMqtt:
                 session.urgent,
             )
         )
+
+    def _put(self, item: Inbound) -> None:
+        # Blocks while the lane is full: paho stops reading and the broker keeps the rest.
+        # Until `stop`: nothing may drain this inbox any more (a start-up that timed out), and
+        # stopping joins this thread.
+        while not self._closing:
+            try:
+                self._inbox.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, rc: Any, props: Any = None

@@ -4,7 +4,8 @@ Alerting is split by ELDER, not by device: inactivity, the heart-rate model, the
 position, offline alerts (which close only when every device of the elder is back) and the
 lifecycle's one active alert per (elder, kind) all combine an elder's devices, so one
 process must see every device of an elder. A device the registry does not know (yet) falls
-back to its own id, so exactly one partition counts it as unknown.
+back to its own id, so exactly one partition counts its events and statuses as unknown (its
+telemetry reaches none: partitions subscribe telemetry per registered device, alerting.mqtt).
 
 The hash is CRC-32 (zlib, ISO 3309), stable across processes, hosts and Python versions;
 Python's `hash()` of a str is salted per process (PYTHONHASHSEED) and must never be used.

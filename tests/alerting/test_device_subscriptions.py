@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -200,3 +201,48 @@ def test_the_alerting_account_may_subscribe_per_device_under_the_shipped_acl(
         finally:
             sender.close()
             mqtt.stop()
+
+
+def test_a_start_that_times_out_behind_a_full_inbox_stops_instead_of_hanging(
+    shipped_broker: str, topic_prefix: str
+) -> None:
+    """QoS 0 telemetry queued for an offline session (the shipped config queues it) is not
+    bounded by Receive Maximum: it fills the lane before the SUBACK is read. The start then
+    times out, and stopping must not wait for ever on the network thread blocked in the inbox."""
+    client_id = f"alerting-{uuid.uuid4().hex[:8]}"
+    device = f"cane-{uuid.uuid4().hex[:8]}"
+    first = _mqtt(shipped_broker, topic_prefix, client_id)
+    first.set_telemetry_devices([device])
+    first.start(timeout_s=10)
+    first.stop()  # the broker keeps the session and queues for it
+    sender = _Sender(shipped_broker, topic_prefix)
+    topic = device_topic(device, "telemetry", topic_prefix)
+    for _ in range(20):
+        sender.client.publish(topic, b"{}", qos=0)
+    time.sleep(0.5)
+    sender.close()
+    again = AlertingMqtt(
+        shipped_broker,
+        client_id,
+        group="",
+        prefix=topic_prefix,
+        session_expiry_s=60,
+        inbox=Inbox(1),
+        per_device=True,
+    )
+    again.set_telemetry_devices([device])
+    given_up = threading.Event()
+    given_up.set()  # one try, then TimeoutError
+    outcome: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            again.start(timeout_s=1.0, stop=given_up)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    thread.join(15)
+    assert not thread.is_alive(), "stopping hung on the network thread blocked in the inbox"
+    assert len(outcome) == 1 and isinstance(outcome[0], TimeoutError), outcome

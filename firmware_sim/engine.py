@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -62,7 +62,8 @@ class Engine:
         """Build the models; `injections` are scheduled relative to `start_ms`.
 
         `inactivity_per_day` and `anomaly_per_day` are the rates of spontaneous immobility and
-        arrhythmia episodes per elder-day (firmware_sim.conditions), scaled by `rate_scale`.
+        arrhythmia episodes per elder-day (firmware_sim.conditions), scaled by `rate_scale`,
+        as are the wandering episodes of elders with dementia (0: none but the injected).
         """
         self.fleet, self.start_ms, self.prefix = fleet, start_ms, prefix
         self.faults = faults or FaultRates()
@@ -72,6 +73,9 @@ class Engine:
         for elder in fleet.elders:
             key = device_key(elder.id)
             profile = make_profile(np.random.default_rng([seed, 1, key]), elder.id in band_owners)
+            if rate_scale != 1.0:  # wandering is a spontaneous incident like the others
+                wander = min(1.0, profile.wander_per_day * rate_scale)
+                profile = replace(profile, wander_per_day=wander)
             routines[elder.id] = Routine(
                 elder, profile, seed, key, min(1.0, inactivity_per_day * rate_scale)
             )

@@ -102,7 +102,12 @@ def test_up_exits_when_a_service_does_not_become_ready(
     )
     took_s = time.monotonic() - started
     assert done.returncode == 1, done.stderr[-3000:]
-    assert "eldercare up: ingest did not become ready within 0.001 s; stopping" in done.stderr
+    # Whichever service is checked first and not ready yet (ingest may already be, on a
+    # loaded machine, by the time the checks start).
+    assert re.search(
+        r"eldercare up: (ingest|alerting) did not become ready within 0\.001 s; stopping",
+        done.stderr,
+    ), done.stderr[-3000:]
     assert "devices online" not in done.stderr  # the district never started
     assert took_s < 90  # it stopped what it started instead of running on
 

@@ -210,3 +210,17 @@ def test_simulated_clock_is_pinned_to_its_start_until_the_run_begins() -> None:
 
     sim = Simulation(generate_fleet(2, 3), mqtt_url="mqtt://127.0.0.1:1", speed=20.0)
     assert sim.sim_now_ms() == sim.start_ms
+
+
+@pytest.mark.parametrize("rate_scale", [0.0, 1.0])
+def test_rate_scale_zero_leaves_no_spontaneous_wandering(rate_scale: float) -> None:
+    """Wandering episodes are spontaneous incidents: `rate_scale` 0 removes them (a test
+    asserting its ground truth otherwise depends on the hour it runs), 1 keeps them."""
+    fleet = generate_fleet(300, seed=4)
+    engine = Engine(fleet, seed=2, start_ms=START_MS, rate_scale=rate_scale)
+    routines = {id(m.ctx.routine): m.ctx.routine for m in engine.models}.values()
+    day = START_MS // 86_400_000
+    wanders = sum(
+        seg.kind == "wander" for r in routines for d in range(day, day + 5) for seg in r._plan(d)
+    )
+    assert (wanders == 0) == (rate_scale == 0.0), wanders

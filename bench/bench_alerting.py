@@ -389,12 +389,7 @@ def ingest_beside(url: str, port: int, work: Path) -> Iterator[int]:
             wait_ingest(metrics, port, PREFIX, proc, time.monotonic())
             yield metrics
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, 30.0)  # SIGTERM, then SIGKILL
 
 
 def main() -> None:

@@ -48,14 +48,14 @@ def test_packets_keep_order_and_stay_under_the_broker_limit() -> None:
     assert packets_of([]) == []
 
 
-def _mqtt(url: str, prefix: str, client_id: str) -> AlertingMqtt:
+def _mqtt(url: str, prefix: str, client_id: str, inbox_size: int = 100) -> AlertingMqtt:
     return AlertingMqtt(
         url,
         client_id,
         group="",
         prefix=prefix,
         session_expiry_s=60,
-        inbox=Inbox(100),
+        inbox=Inbox(inbox_size),
         per_device=True,
     )
 
@@ -221,15 +221,7 @@ def test_a_start_that_times_out_behind_a_full_inbox_stops_instead_of_hanging(
         sender.client.publish(topic, b"{}", qos=0)
     time.sleep(0.5)
     sender.close()
-    again = AlertingMqtt(
-        shipped_broker,
-        client_id,
-        group="",
-        prefix=topic_prefix,
-        session_expiry_s=60,
-        inbox=Inbox(1),
-        per_device=True,
-    )
+    again = _mqtt(shipped_broker, topic_prefix, client_id, inbox_size=1)
     again.set_telemetry_devices([device])
     given_up = threading.Event()
     given_up.set()  # one try, then TimeoutError

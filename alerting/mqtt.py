@@ -388,10 +388,6 @@ class AlertingMqtt:
                 if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
                     session.pending[mid] = chunk
 
-    def _send_unsubscribe(self, session: _Session, filters: list[str]) -> None:
-        for chunk in packets_of(filters):
-            session.client.unsubscribe(chunk)
-
     def _on_connect(self, session: _Session, rc: ReasonCode) -> None:
         if rc.is_failure:
             logger.warning("broker refused the connection: %s", rc)
@@ -405,13 +401,13 @@ class AlertingMqtt:
         if session.urgent or not self._per_device:
             self._send_subscribe(session, session.filters)
             if not session.urgent:
-                self._send_unsubscribe(session, [self._legacy])
+                session.client.unsubscribe(self._legacy)
             return
         with self._lock:
             # Unsubscribe first: a broker handles a session's packets in order, so the last
             # SUBACK means the dropped filters are gone too. A resumed session keeps its
             # filters; subscribing them again is harmless and covers a session the broker lost.
-            self._send_unsubscribe(session, [self._legacy, self._wildcard])
+            session.client.unsubscribe([self._legacy, self._wildcard])
             self._unsubscribe_devices(session, sorted(self._dropped))
             self._send_subscribe(session, [self._device_filter(d) for d in sorted(self._wanted)])
             if not session.pending:

@@ -238,8 +238,10 @@ class AlertingService:
         self._registry_version = version
         self.owner.set_devices(whole.devices)
         fleet = self.partition.fleet(whole)
-        mine = set(_telemetry_senders(fleet))
-        mqtt.set_telemetry_devices(mine, (d for d in _telemetry_senders(whole) if d not in mine))
+        if not self.partition.whole:  # a partition subscribes its devices' telemetry
+            mine = set(_telemetry_senders(fleet))
+            others = (d for d in _telemetry_senders(whole) if d not in mine)
+            mqtt.set_telemetry_devices(mine, others)
         model = self._fall_model()
         engine = Engine(
             fleet,
@@ -461,7 +463,7 @@ class AlertingService:
         self.owner.set_devices(fleet.devices)
         mine = self.partition.fleet(fleet)
         self.engine.set_fleet(mine, self.clock())
-        if self.mqtt is not None:
+        if self.mqtt is not None and not self.partition.whole:
             self.mqtt.set_telemetry_devices(_telemetry_senders(mine))
 
     def _drain(self, stop: threading.Event, mqtt: AlertingMqtt, wait_s: float) -> None:

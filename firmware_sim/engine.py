@@ -73,9 +73,9 @@ class Engine:
         for elder in fleet.elders:
             key = device_key(elder.id)
             profile = make_profile(np.random.default_rng([seed, 1, key]), elder.id in band_owners)
-            if rate_scale != 1.0:  # wandering is a spontaneous incident like the others
-                wander = min(1.0, profile.wander_per_day * rate_scale)
-                profile = replace(profile, wander_per_day=wander)
+            # Wandering is a spontaneous incident like the others.
+            wander = min(1.0, profile.wander_per_day * rate_scale)
+            profile = replace(profile, wander_per_day=wander)
             routines[elder.id] = Routine(
                 elder, profile, seed, key, min(1.0, inactivity_per_day * rate_scale)
             )

@@ -37,7 +37,7 @@ from alerting.detectors.anomaly import DEFAULT_FOREST_BUDGET_MIB
 from alerting.detectors.fall import FallClassifier
 from alerting.detectors.health import DEFAULT_WILL_GRACE_S
 from alerting.detectors.inactivity import CANE_STEPS_PER_S
-from alerting.fall_features import accel_array, magnitude
+from alerting.fall_features import accel_array, magnitude, std
 from alerting.geo import implausible_fix
 from alerting.model import Action, Clear, Close, Finding, Raise, Trigger
 from gateway.contract import AlertKind, DeviceType
@@ -193,7 +193,7 @@ class Engine:
         if newest is None or message.seq > newest[1]:
             self._newest[device.id] = (message.ts, message.seq)
         offset_ms = self.clocks.observe(device.id, message.ts, message.seq, now_ms)
-        local = replace(message, ts=message.ts + offset_ms)
+        local = replace(message, ts=message.ts + offset_ms) if offset_ms else message
         findings = self.health.on_message(local, now_ms)
         findings.extend(self._detect(device, local, now_ms))
         return self._actions([_stamp(f, message.ts, message.seq) for f in findings])
@@ -238,7 +238,7 @@ class Engine:
             if device.type is DeviceType.SMOKE:
                 out.extend(self.smoke.on_event(message))
             elif device.type is DeviceType.CANE and message.event == "fall_detected":
-                out.extend(self.fall.on_hint(device.id, message.ts))
+                out.extend(self.fall.on_hint(device.id, message.ts, now_ms))
             return out
         if isinstance(message, SmokeTelemetry):
             return self.smoke.on_reading(message)
@@ -302,9 +302,9 @@ class Engine:
             self.stats.over_window_cap += 1
             return []
         samples = accel_array(window.accel_g)
-        out = self.fall.on_window(window, now_ms, samples)
         mag = magnitude(samples)
-        if float(mag.std()) > _CANE_MOVING_STD_G:
+        out = self.fall.on_window(window, now_ms, samples, mag)
+        if std(mag) > _CANE_MOVING_STD_G:
             steps = CANE_STEPS_PER_S * len(mag) / window.rate_hz
             out.extend(self.inactivity.on_movement(device.elder_id, device.id, window.ts, steps))
         return out

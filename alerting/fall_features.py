@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import chain
 
 import numpy as np
@@ -87,16 +88,59 @@ def _n(seconds: float, rate_hz: float) -> int:
     return max(1, round(seconds * rate_hz))
 
 
+def std(x: NDArray[np.float64]) -> float:
+    """Population standard deviation of a 1-D float64 array, g.
+
+    numpy's own arithmetic (`x.std()`: the pairwise sum, the squared deviations, the same
+    divisions), bit for bit, without its per-call Python: a fifth of the time on a window.
+    """
+    n = x.size
+    d = x - x.sum() / n
+    d *= d
+    return math.sqrt(float(d.sum()) / n)
+
+
+def mean_vector(samples: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The mean [x, y, z] of (n, 3) samples, g: `samples.mean(axis=0)` bit for bit."""
+    out: NDArray[np.float64] = samples.sum(axis=0) / len(samples)
+    return out
+
+
+def angle_deg(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
+    """Angle between two 3-vectors, degrees (0 when either is shorter than 1e-6).
+
+    The arithmetic of `np.linalg.norm` and `np.clip` on these vectors, bit for bit.
+    """
+    na, nb = math.sqrt(float(a.dot(a))), math.sqrt(float(b.dot(b)))
+    if na < 1e-6 or nb < 1e-6:
+        return 0.0
+    cos = float(a.dot(b)) / (na * nb)
+    cos = 1.0 if cos > 1.0 else -1.0 if cos < -1.0 else cos
+    return math.degrees(math.acos(cos))
+
+
+@lru_cache(maxsize=512)
+def _box(size: int, k: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """Bounds of each sample's centred box of `k` within `size` samples, and its width."""
+    idx = np.arange(size)
+    lo = np.clip(idx - k // 2, 0, size)
+    hi = np.clip(idx - k // 2 + k, 0, size)
+    width = hi - lo
+    for a in (lo, hi, width):
+        a.flags.writeable = False
+    return lo, hi, width
+
+
 def smooth(mag: NDArray[np.float64], rate_hz: float) -> NDArray[np.float64]:
     """Centred moving average of `mag` over `SMOOTH_S` (edges averaged over what exists), g."""
     k = _n(SMOOTH_S, rate_hz)
     if k == 1 or mag.size == 0:
         return mag.astype(np.float64, copy=True)
-    csum = np.concatenate(([0.0], np.cumsum(mag)))
-    idx = np.arange(mag.size)
-    lo = np.clip(idx - k // 2, 0, mag.size)
-    hi = np.clip(idx - k // 2 + k, 0, mag.size)
-    out: NDArray[np.float64] = (csum[hi] - csum[lo]) / (hi - lo)
+    csum = np.empty(mag.size + 1)
+    csum[0] = 0.0
+    np.cumsum(mag, out=csum[1:])
+    lo, hi, width = _box(mag.size, k)
+    out: NDArray[np.float64] = (csum[hi] - csum[lo]) / width
     return out
 
 
@@ -127,16 +171,8 @@ def recentre(sm: NDArray[np.float64], index: int, rate_hz: float) -> int:
     return lo + int(np.argmax(sm[lo:hi]))
 
 
-def _angle_deg(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    if na < 1e-6 or nb < 1e-6:
-        return 0.0
-    cos = float(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0))
-    return math.degrees(math.acos(cos))
-
-
 def _std(x: NDArray[np.float64]) -> float:
-    return float(x.std()) if x.size > 1 else 0.0
+    return std(x) if x.size > 1 else 0.0
 
 
 def _rest_frac(x: NDArray[np.float64], rate_hz: float) -> float:
@@ -179,7 +215,7 @@ def features_at(
     pre_vec = samples[sl(-2.5, -0.5)]
     post_vec = samples[sl(1.0, POST_S)]
     tilt = (
-        _angle_deg(pre_vec.mean(axis=0), post_vec.mean(axis=0))
+        angle_deg(mean_vector(pre_vec), mean_vector(post_vec))
         if len(pre_vec) and len(post_vec)
         else 0.0
     )

@@ -49,51 +49,51 @@ class FallModel:
 
 
 class TreeEnsemble:
-    """The loaded gradient-boosted trees, evaluated with numpy one candidate at a time.
+    """The loaded gradient-boosted trees, evaluated with numpy.
 
     scikit-learn predicts through OpenMP threads per tree, which costs a thread hand-off per
     tree and call: ~0.4 s for one candidate on a busy two-core host, against well under a
     millisecond here. Same arithmetic as its `TreePredictor` (numeric splits: value <=
     threshold goes left, NaN follows `missing_go_to_left`; logistic link for two classes).
+
+    The trees are stored as one flat node table (node ids offset by each tree's start) whose
+    leaves lead to themselves, so a row walks all trees at once, one level per step, with a
+    few `take`s per level: one candidate in ~25 us (2-D fancy indexing per tree took ~170).
     """
 
     def __init__(self, model: Any) -> None:
         trees = [predictors[0].nodes for predictors in model._predictors]
         if len(model._predictors[0]) != 1 or any(t["is_categorical"].any() for t in trees):
             raise ModelMismatchError("only binary models over numeric features are supported")
-        width = max(len(t) for t in trees)
-
-        def pad(field: str, fill: float) -> NDArray[Any]:
-            out = np.full((len(trees), width), fill, dtype=trees[0][field].dtype)
-            for i, t in enumerate(trees):
-                out[i, : len(t)] = t[field]
-            return out
-
-        self._value = pad("value", 0.0).astype(np.float64)
-        self._feature = pad("feature_idx", 0).astype(np.int64)
-        self._threshold = pad("num_threshold", 0.0).astype(np.float64)
-        self._missing_left = pad("missing_go_to_left", 0).astype(bool)
-        self._left = pad("left", 0).astype(np.int64)
-        self._right = pad("right", 0).astype(np.int64)
-        self._leaf = pad("is_leaf", 1).astype(bool)
+        starts = np.cumsum([0] + [len(t) for t in trees])[:-1]
+        nodes = np.concatenate(trees)
+        base = np.repeat(starts, [len(t) for t in trees]).astype(np.int64)
+        own = np.arange(len(nodes), dtype=np.int64)
+        leaf = nodes["is_leaf"].astype(bool)
+        self._value = nodes["value"].astype(np.float64)
+        self._feature = np.where(leaf, 0, nodes["feature_idx"]).astype(np.int64)
+        self._threshold = nodes["num_threshold"].astype(np.float64)
+        self._missing_left = nodes["missing_go_to_left"].astype(bool)
+        self._left = np.where(leaf, own, base + nodes["left"]).astype(np.int64)
+        self._right = np.where(leaf, own, base + nodes["right"]).astype(np.int64)
+        self._roots = starts.astype(np.int64)
         self._depth = int(max(t["depth"].max() for t in trees))
         self._baseline = float(np.asarray(model._baseline_prediction).ravel()[0])
 
     def predict_proba(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         """(n, 2) probabilities of not-fall and fall."""
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-        n_trees = self._value.shape[0]
-        tree = np.arange(n_trees)[None, :]
-        row = np.arange(len(x))[:, None]
-        node = np.zeros((len(x), n_trees), dtype=np.int64)
+        node = np.broadcast_to(self._roots, (len(x), len(self._roots)))
+        offsets = (np.arange(len(x), dtype=np.int64) * x.shape[1])[:, None]
+        flat = x.ravel()
+        missing = bool(np.isnan(flat).any())
         for _ in range(self._depth):
-            v = x[row, self._feature[tree, node]]
-            left = np.where(
-                np.isnan(v), self._missing_left[tree, node], v <= self._threshold[tree, node]
-            )
-            step = np.where(left, self._left[tree, node], self._right[tree, node])
-            node = np.where(self._leaf[tree, node], node, step)
-        raw = self._baseline + self._value[tree, node].sum(axis=1)
+            v = flat.take(offsets + self._feature.take(node))
+            left = v <= self._threshold.take(node)
+            if missing:
+                left = np.where(np.isnan(v), self._missing_left.take(node), left)
+            node = np.where(left, self._left.take(node), self._right.take(node))
+        raw = self._baseline + self._value.take(node).sum(axis=1)
         p = 1.0 / (1.0 + np.exp(-raw))
         out: NDArray[np.float64] = np.column_stack([1.0 - p, p])
         return out

@@ -34,12 +34,14 @@ own metrics port): the alerting lag then counts the messages the workers togethe
 (received minus those only acknowledged for another partition).
 
 Usage: python bench/bench_district.py [--elders 1000] [--duration 300] [--speed 1,4,16|auto]
-       [--sos 20] [--warmup 600] [--startup-devices 250000] [--workers 1]
+       [--sos 20] [--warmup 600] [--startup-devices 250000] [--workers 1] [--at 08:47]
+       [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import socket
@@ -62,7 +64,7 @@ from ceiling import build_replayer, raw_ceiling, replay, replay_ceiling
 
 from eldercare.broker import free_port, start_mosquitto, stop
 from firmware_sim.district import generate_fleet
-from firmware_sim.record import record
+from firmware_sim.record import RecordStats, record
 from firmware_sim.routine import LOCAL_OFFSET_MS
 from gateway import DeviceType, Event, Fleet, encode_message
 from gateway.topics import alert_filter
@@ -82,6 +84,32 @@ LATE_MAX_MS = 1000.0
 
 
 # -- the platform under test ----------------------------------------------------------------
+
+
+def keep_recording(
+    keep: Path | None,
+    work: Path,
+    fleet: Fleet,
+    *,
+    duration_s: float,
+    start_ms: int,
+    seed: int,
+    warmup_s: float,
+) -> tuple[Path, RecordStats, bool]:
+    """The district's recording, its stats and whether it was reused: recorded into `work`, or
+    with `keep` reused from (or recorded into) that directory under a name that holds every
+    input of `record`."""
+    name = f"district-{len(fleet.elders)}-{seed}-{duration_s:g}-{warmup_s:g}-{start_ms}"
+    folder = work if keep is None else keep
+    folder.mkdir(parents=True, exist_ok=True)
+    path, meta = folder / f"{name}.tsv", folder / f"{name}.json"
+    if keep is not None and path.exists() and meta.exists():
+        return path, RecordStats(**json.loads(meta.read_text())), True
+    stats = record(
+        fleet, path, duration_s=duration_s, start_ms=start_ms, seed=seed, warmup_s=warmup_s
+    )
+    meta.write_text(json.dumps(dataclasses.asdict(stats)))
+    return path, stats, False
 
 
 def recording_start(at: str, duration_s: float) -> int:
@@ -642,6 +670,12 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=0, help="alerting partition processes (0: ALERTING_WORKERS)"
     )
+    parser.add_argument(
+        "--keep",
+        default="",
+        help="a directory where recordings are kept and reused by runs with the same elders,"
+        " seed, duration, warm-up and start (at 100,000 elders a recording takes minutes)",
+    )
     args = parser.parse_args()
     if args.workers:
         os.environ["ALERTING_WORKERS"] = str(args.workers)
@@ -653,12 +687,12 @@ def main() -> None:
     broker = start_mosquitto(port, work / "mosquitto")
     try:
         fleet = generate_fleet(args.elders, args.seed)
-        recording = work / "district.tsv"
         rec_start = recording_start(args.at, args.duration)
         t0 = time.monotonic()
-        stats = record(
+        recording, stats, reused = keep_recording(
+            Path(args.keep) if args.keep else None,
+            work,
             fleet,
-            recording,
             duration_s=args.duration,
             start_ms=rec_start,
             seed=args.seed,
@@ -675,7 +709,11 @@ def main() -> None:
             f"{args.duration:g} simulated s after {args.warmup:g} s warm-up: {stats.messages} "
             f"messages ({stats.bytes / 2**20:.1f} MiB, {rate:.0f} msg/s at 1x, "
             f"{rate / args.elders * 1000:.1f} per 1,000 elders), {stats.incidents} incidents, "
-            f"in {t_rec:.1f} s ({args.duration / t_rec:.0f}x real time)"
+            + (
+                f"reused from {recording}"
+                if reused
+                else f"in {t_rec:.1f} s ({args.duration / t_rec:.2g}x real time)"
+            )
         )
         ceiling = replay_ceiling(exe, port, recording, stats.messages)
         if stats.messages < 20_000:

@@ -34,11 +34,14 @@ from alerting.fall_features import (
     REFRACTORY_S,
     SAME_PEAK_S,
     accel_array,
+    angle_deg,
     features_at,
     impact_indices,
     magnitude,
+    mean_vector,
     recentre,
     smooth,
+    std,
 )
 from alerting.model import Finding, Trigger
 from gateway.contract import AlertKind, Severity
@@ -70,6 +73,9 @@ STILL_STD_G = 0.05
 FLAT_TILT_DEG = 60.0
 # At least this much of the cane lying still is needed to say it lies still.
 LIE_EVIDENCE_S = 1.0
+# A judged impact is kept this long after it was due, so that a later candidate on the same
+# averaged peak (SAME_PEAK_S) or a late cane hint (HINT_WINDOW_S) finds it.
+KEEP_DECIDED_S = 60.0
 _KEEP_S = PRE_S + POST_S + RECENTRE_AFTER_S + 6.0
 
 
@@ -86,15 +92,14 @@ class _Window:
     samples: NDArray[np.float64]
     lat: float | None
     lon: float | None
+    start_ms: float = field(init=False)
 
-    @property
-    def start_ms(self) -> float:
-        return self.end_ms - (len(self.samples) - 1) * 1000.0 / self.rate_hz
+    def __post_init__(self) -> None:
+        self.start_ms = self.end_ms - (len(self.samples) - 1) * 1000.0 / self.rate_hz
 
-    def after(self, t_ms: float) -> NDArray[np.float64]:
-        """The samples taken at or after `t_ms` (device time)."""
-        first = math.ceil((t_ms - self.start_ms) * self.rate_hz / 1000.0)
-        return self.samples[max(0, first) :]
+    def first_after(self, t_ms: float) -> int:
+        """Index of the first sample taken at or after `t_ms` (device time), >= 0."""
+        return max(0, math.ceil((t_ms - self.start_ms) * self.rate_hz / 1000.0))
 
 
 @dataclass(slots=True)
@@ -126,6 +131,7 @@ class _Cane:
     last_impact_ms: int = -(10**15)
     heard_ms: int = -(10**15)  # platform clock: the newest window's receive time
     lie: _LongLie | None = None
+    decided_due_ms: int = 2**62  # the earliest `due_ms` of the judged candidates kept
 
 
 class FallDetector:
@@ -141,12 +147,16 @@ class FallDetector:
         self.threshold = threshold
         self.hint_threshold = hint_threshold
         self._canes: dict[str, _Cane] = {}
+        # What `tick` visits: canes with an impact not classified yet; canes with a long lie.
+        self._undecided: dict[str, _Cane] = {}
+        self._lying: dict[str, _Cane] = {}
 
     def on_window(
         self,
         msg: CaneTelemetry,
         received_ms: int | None = None,
         samples: NDArray[np.float64] | None = None,
+        mag: NDArray[np.float64] | None = None,
     ) -> list[Finding]:
         """Take one accelerometer window; returns a trigger when a buffered impact is a fall.
 
@@ -154,12 +164,15 @@ class FallDetector:
             msg: the window, its `ts` on the cane's corrected time base.
             received_ms: when it arrived, platform clock (default: `msg.ts`).
             samples: `msg.accel_g` as `accel_array` gives it, when the caller has it already.
+            mag: `magnitude(samples)`, when the caller has it already.
         """
         received_ms = msg.ts if received_ms is None else received_ms
         cane = self._canes.setdefault(msg.device_id, _Cane())
         cane.heard_ms = max(cane.heard_ms, received_ms)
         if samples is None:
             samples = accel_array(msg.accel_g)
+        if mag is None:
+            mag = magnitude(samples)
         window = _Window(msg.ts, msg.rate_hz, samples, msg.lat, msg.lon)
         if any(w.end_ms == window.end_ms for w in cane.windows):
             return []
@@ -171,8 +184,7 @@ class FallDetector:
         while cane.windows and cane.windows[0].end_ms < newest_ms - _KEEP_S * 1000:
             cane.windows.popleft()
         if cane.lie is not None:
-            _watch(cane.lie, window)
-        mag = magnitude(samples)
+            _watch(cane.lie, window, mag)
         if float(mag.max()) >= IMPACT_G:
             step_ms = 1000.0 / msg.rate_hz
             for idx in impact_indices(mag, msg.rate_hz):
@@ -190,13 +202,29 @@ class FallDetector:
                         base_ms + int(LONG_LIE_S * 1000),
                         _held(cane.windows, t_ms),
                     )
-                    _watch(cane.lie, window)
-        return self._decide(msg.device_id, cane, received_ms, final=False)
+                    _watch(cane.lie, window, mag)
+        if cane.lie is not None:
+            self._lying[msg.device_id] = cane
+        if not cane.candidates:
+            return []
+        out = self._decide(msg.device_id, cane, received_ms, final=False)
+        if any(not c.decided for c in cane.candidates):
+            self._undecided[msg.device_id] = cane
+        return out
 
-    def on_hint(self, device_id: str, ts: int) -> list[Finding]:
-        """The cane's own `fall_detected`: re-check recent impacts with a lower bar."""
+    def on_hint(self, device_id: str, ts: int, now_ms: int | None = None) -> list[Finding]:
+        """The cane's own `fall_detected`: re-check recent impacts with a lower bar.
+
+        Args:
+            device_id: the cane.
+            ts: the hint's time, the cane's corrected time base.
+            now_ms: when it arrived, platform clock: impacts judged and due more than
+                `KEEP_DECIDED_S` before it are forgotten first.
+        """
         cane = self._canes.setdefault(device_id, _Cane())
         cane.hint_ms = ts
+        if now_ms is not None:
+            _forget_decided(cane, now_ms)
         out: list[Finding] = []
         for cand in cane.candidates:
             hinted = abs(ts - cand.impact_ms) <= HINT_WINDOW_S * 1000
@@ -207,23 +235,42 @@ class FallDetector:
 
     def pending(self) -> bool:
         """Whether some impact still awaits classification (long lies not counted)."""
-        return any(not c.decided for cane in self._canes.values() for c in cane.candidates)
+        return any(not c.decided for cane in self._undecided.values() for c in cane.candidates)
 
     def tick(self, now_ms: int) -> list[Finding]:
-        """Classify impacts of canes gone quiet; raise long lies that are due (platform ms)."""
+        """Classify impacts of canes gone quiet; raise long lies that are due (platform ms).
+
+        Visits only the canes with an impact not classified yet or a long lie watched, not
+        every cane (at a morning peak most walking canes hold only judged impacts).
+        """
         out: list[Finding] = []
-        for device_id, cane in self._canes.items():
-            if cane.candidates:
-                out.extend(self._decide(device_id, cane, now_ms, final=True))
+        done: list[str] = []
+        for device_id, cane in self._undecided.items():
+            # An impact whose samples are all in was judged when its last window came: only
+            # a cane gone quiet has one to judge now.
+            if now_ms - cane.heard_ms < QUIET_S * 1000:
+                continue
+            out.extend(self._decide(device_id, cane, now_ms, final=True))
+            if all(c.decided for c in cane.candidates):
+                done.append(device_id)
+        for device_id in done:
+            del self._undecided[device_id]
+        done = []
+        for device_id, cane in self._lying.items():
             lie = cane.lie
             if lie is not None and now_ms >= lie.due_ms:
                 cane.lie = None
                 if not lie.picked_up and lie.still_s >= LIE_EVIDENCE_S:
                     out.append(self._long_lie(device_id, cane, lie))
+            if cane.lie is None:
+                done.append(device_id)
+        for device_id in done:
+            del self._lying[device_id]
         return out
 
     def _decide(self, device_id: str, cane: _Cane, now_ms: int, *, final: bool) -> list[Finding]:
         """Classify the impacts that can be; `now_ms` is the platform clock."""
+        _forget_decided(cane, now_ms)
         out: list[Finding] = []
         newest_ms = cane.windows[-1].end_ms if cane.windows else cane.last_impact_ms
         for cand in cane.candidates:
@@ -238,6 +285,7 @@ class FallDetector:
             if not (complete or waited):
                 continue
             cand.decided = True
+            cane.decided_due_ms = min(cane.decided_due_ms, cand.due_ms)
             cand.probability, cand.peak_ms = self._probability(cane, cand.impact_ms)
             if cand.peak_ms is not None and any(
                 c is not cand
@@ -255,8 +303,6 @@ class FallDetector:
             if cand.probability >= bar:
                 out.append(self._trigger(device_id, cane, cand, "model"))
                 cand.probability = -1.0
-        horizon = now_ms - 60_000
-        cane.candidates = [c for c in cane.candidates if not c.decided or c.due_ms > horizon]
         return out
 
     def _features(
@@ -303,6 +349,14 @@ class FallDetector:
         return Trigger(AlertKind.FALL, Severity.HIGH, device_id, lie.impact_ms, reason, lat, lon)
 
 
+def _forget_decided(cane: _Cane, now_ms: int) -> None:
+    """Drop judged impacts due more than `KEEP_DECIDED_S` before `now_ms` (platform clock)."""
+    horizon = now_ms - int(KEEP_DECIDED_S * 1000)
+    if cane.decided_due_ms <= horizon:
+        cane.candidates = [c for c in cane.candidates if not c.decided or c.due_ms > horizon]
+        cane.decided_due_ms = min((c.due_ms for c in cane.candidates if c.decided), default=2**62)
+
+
 def _held(windows: deque[_Window], impact_ms: int) -> NDArray[np.float64] | None:
     """Mean acceleration over the PRE_S before an impact: the direction the cane was held."""
     parts = [
@@ -314,29 +368,24 @@ def _held(windows: deque[_Window], impact_ms: int) -> NDArray[np.float64] | None
         for w in windows
     ]
     held = [p for p in parts if len(p)]
-    return np.concatenate(held).mean(axis=0) if held else None
+    return mean_vector(np.concatenate(held)) if held else None
 
 
-def _watch(lie: _LongLie, window: _Window) -> None:
-    """Update a long-lie watch with a window: still and flat, or picked up."""
+def _watch(lie: _LongLie, window: _Window, mag: NDArray[np.float64]) -> None:
+    """Update a long-lie watch with a window (`mag`: its magnitudes): still and flat, or
+    picked up."""
     if lie.picked_up:
         return
-    part = window.after(lie.impact_ms + SETTLE_S * 1000)
+    first = window.first_after(lie.impact_ms + SETTLE_S * 1000)
+    part = window.samples[first:]
     if len(part) < 2:
         return
-    moving = float(magnitude(part).std()) > STILL_STD_G
-    flat = lie.held is not None and _angle_deg(lie.held, part.mean(axis=0)) >= FLAT_TILT_DEG
+    moving = std(mag[first:]) > STILL_STD_G
+    flat = lie.held is not None and angle_deg(lie.held, mean_vector(part)) >= FLAT_TILT_DEG
     if moving or not flat:
         lie.picked_up = True
         return
     lie.still_s += len(part) / window.rate_hz
-
-
-def _angle_deg(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    if na < 1e-6 or nb < 1e-6:
-        return 0.0
-    return math.degrees(math.acos(float(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0))))
 
 
 def _position(windows: deque[_Window]) -> tuple[float | None, float | None]:

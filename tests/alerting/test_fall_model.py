@@ -106,3 +106,8 @@ def test_numpy_trees_predict_what_scikit_learn_predicts() -> None:
     np.testing.assert_allclose(model.classifier.predict_proba(x), expected, rtol=0, atol=1e-12)
     one = model.classifier.predict_proba(x[:1])
     assert one.shape == (1, 2)
+    # One candidate at a time, as the detector asks, with and without a missing feature.
+    for i in range(24):
+        np.testing.assert_allclose(
+            model.classifier.predict_proba(x[i : i + 1]), expected[i : i + 1], rtol=0, atol=1e-12
+        )

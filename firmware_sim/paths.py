@@ -77,12 +77,34 @@ def staircase(
     return np.concatenate(points)
 
 
-def out_and_back(distance_m: float, rng: np.random.Generator) -> Path:
-    """A daily walk: along the grid to a destination `distance_m` away and back home."""
-    heading = rng.uniform(0, 2 * np.pi)
-    target = distance_m * np.array([np.cos(heading), np.sin(heading)])
-    there = staircase(np.zeros(2), target, rng)
-    return np.concatenate([there, there[::-1][1:]])
+# A daily walk keeps within this share of the elder's safe-zone radius: care staff draw a
+# safe zone around the streets a person walks every day (an alarm on every morning walk
+# would be switched off), and the margin keeps GPS error (68 % radius 5-50 m, wearables.py)
+# from putting three fixes in a row outside it.
+WALK_REACH = 0.7
+_MAX_LEGS = 400
+
+
+def neighbourhood_walk(length_m: float, radius_m: float, rng: np.random.Generator) -> Path:
+    """A daily walk of about `length_m` along the grid, within `WALK_REACH` x `radius_m` of home.
+
+    Errands and strolls: legs to places drawn in the square that the reach circumscribes (a
+    grid path between two points of it stays in it), until going home makes up the length;
+    then home. A walk shorter than the way to its first place is that first leg and back.
+    """
+    half = WALK_REACH * radius_m / np.sqrt(2.0)
+    here = np.zeros(2)
+    pieces = [here[None, :]]
+    walked = 0.0
+    for _ in range(_MAX_LEGS):
+        place = rng.uniform(-half, half, 2)
+        pieces.append(staircase(here, place, rng)[1:])
+        walked += float(np.abs(place - here).sum())
+        here = place
+        if walked + float(np.abs(here).sum()) >= length_m:
+            break
+    pieces.append(staircase(here, np.zeros(2), rng)[1:])
+    return np.concatenate(pieces)
 
 
 def sample_wander(rng: np.random.Generator) -> tuple[str, float]:

@@ -9,7 +9,13 @@ import numpy as np
 
 from firmware_sim.conditions import draw_immobility_ms
 from firmware_sim.geo import offset
-from firmware_sim.paths import Route, out_and_back, sample_wander, staircase, wander_path
+from firmware_sim.paths import (
+    Route,
+    neighbourhood_walk,
+    sample_wander,
+    staircase,
+    wander_path,
+)
 from gateway import Elder
 
 DAY_MS = 86_400_000
@@ -156,7 +162,11 @@ class Routine:
         for window_h, chance in (((8.0, 10.0), 0.7), ((15.0, 17.0), 0.6)):
             if rng.random() < chance:
                 start = d0 + int(rng.uniform(*window_h) * HOUR_MS)
-                route = Route.of(out_and_back(float(rng.uniform(200, 900)), rng))
+                # As long as a walk to a place 200-900 m away and back, in the safe zone.
+                far_m, heading = float(rng.uniform(200, 900)), float(rng.uniform(0, 2 * np.pi))
+                length_m = 2 * far_m * (abs(math.cos(heading)) + abs(math.sin(heading)))
+                walk = neighbourhood_walk(length_m, self.elder.safe_radius_m, rng)
+                route = Route.of(walk)
                 end = start + int(route.length_m / p.walk_speed_m_s * 1000)
                 outings.append(Segment("walk", start, end, route, p.walk_speed_m_s))
         if p.dementia and rng.random() < p.wander_per_day:

@@ -30,7 +30,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.acl import MAX_PACKET_BYTES
 from gateway.contract import Channel
-from gateway.mqtt import connect_properties, make_client, parse_mqtt_url
+from gateway.mqtt import CONSUMER_KEEPALIVE_S, connect_properties, make_client, parse_mqtt_url
 from gateway.topics import device_filter, device_topic
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,9 @@ class _Session:
         self.pending: dict[int, list[str]] = {}
         # UNSUBSCRIBE packets of dropped devices not yet answered: message id -> device ids.
         self.unsubscribing: dict[int, list[str]] = {}
-        self.client = make_client(client_id, mqtt5=True, manual_ack=True, address=address)
+        self.client = make_client(
+            client_id, mqtt5=True, manual_ack=True, address=address, consumer=True
+        )
         self.client.max_queued_messages_set(0)
 
 
@@ -268,7 +270,7 @@ class AlertingMqtt:
             session.client.connect(
                 self._address.host,
                 self._address.port,
-                keepalive=30,
+                keepalive=CONSUMER_KEEPALIVE_S,  # a full inbox stops reading: gateway.mqtt
                 clean_start=False,
                 properties=connect_properties(
                     session_expiry_s=self._session_expiry_s, receive_maximum=self._inbox.maxsize

@@ -21,6 +21,22 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 
+# Consuming services (ingest, alerting) push back by not reading: a full queue blocks paho's
+# network thread and the broker holds the rest. A blocked network thread sends no PINGREQ,
+# so with an MQTT keep alive the broker drops the connection after 1.5 x the interval, and
+# Mosquitto drops with it the QoS 0 messages it had queued for that connection (measured:
+# 19,891 of 20,000 lost after a 50 s hold with a 30 s keep alive,
+# tests/gateway/test_held_back_consumers.py). So they connect with keep alive off (MQTT 5
+# §3.1.2.10; Mosquitto then answers with its `max_keepalive`, 65535 s by default, as Server
+# Keep Alive) and find a dead broker by TCP instead, which the kernel does whatever the
+# process is doing: keepalive probes after 10 s idle, every 5 s, 3 missed, and unacknowledged
+# data given up after 30 s (TCP_USER_TIMEOUT), as ingest/pg.py does for PostgreSQL.
+CONSUMER_KEEPALIVE_S = 0
+TCP_KEEPIDLE_S = 10
+TCP_KEEPINTVL_S = 5
+TCP_KEEPCNT = 3
+TCP_USER_TIMEOUT_MS = 30_000
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerAddress:
@@ -67,12 +83,31 @@ def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
         logger.debug("TCP_NODELAY not set on %r", sock)
 
 
+def _consumer_socket(client: paho.Client, userdata: Any, sock: Any) -> None:
+    _nodelay(client, userdata, sock)
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (
+        ("TCP_KEEPIDLE", TCP_KEEPIDLE_S),
+        ("TCP_KEEPINTVL", TCP_KEEPINTVL_S),
+        ("TCP_KEEPCNT", TCP_KEEPCNT),
+        ("TCP_USER_TIMEOUT", TCP_USER_TIMEOUT_MS),
+    ):
+        if hasattr(socket, name):  # Linux; other systems keep their defaults
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    try:
+        for level, option, value in options:
+            sock.setsockopt(level, option, value)
+    except OSError:
+        logger.warning("TCP keepalive not set on the broker connection %r", sock)
+
+
 def make_client(
     client_id: str | None = None,
     *,
     mqtt5: bool = True,
     manual_ack: bool = False,
     address: BrokerAddress | None = None,
+    consumer: bool = False,
 ) -> paho.Client:
     """Build a paho client with TCP_NODELAY, backoff reconnect and credentials.
 
@@ -81,6 +116,9 @@ def make_client(
         mqtt5: MQTT 5 when true, else 3.1.1.
         manual_ack: acknowledge QoS 1 messages only when `client.ack` is called.
         address: for the username and password, if any.
+        consumer: a service that may stop reading for a long time (see
+            `CONSUMER_KEEPALIVE_S`): TCP keepalive and user timeout on its socket; connect it
+            with `keepalive=CONSUMER_KEEPALIVE_S`.
     """
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
@@ -88,7 +126,7 @@ def make_client(
         protocol=MQTTProtocolVersion.MQTTv5 if mqtt5 else MQTTProtocolVersion.MQTTv311,
         manual_ack=manual_ack,
     )
-    client.on_socket_open = _nodelay
+    client.on_socket_open = _consumer_socket if consumer else _nodelay
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     apply_login(client, address, MqttAuthSettings())
     return client

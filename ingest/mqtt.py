@@ -65,7 +65,9 @@ class Subscription:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self._address = parse_mqtt_url(settings.mqtt_url)
-        self._client = make_client(settings.client_id, manual_ack=True, address=self._address)
+        self._client = make_client(
+            settings.client_id, manual_ack=True, address=self._address, consumer=True
+        )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

@@ -7,7 +7,7 @@ from enum import StrEnum
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.mqtt import DEFAULT_MQTT_URL
+from gateway.mqtt import CONSUMER_KEEPALIVE_S, DEFAULT_MQTT_URL
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -40,7 +40,10 @@ class IngestSettings(BaseSettings):
     session_expiry_s: int = Field(default=3600, ge=0)
     # MQTT 5 §3.1.2.11.3 Receive Maximum: unacknowledged QoS 1 messages the broker may send us.
     receive_maximum: int = Field(default=4000, ge=1, le=65535)
-    keepalive_s: int = Field(default=30, ge=5)
+    # MQTT keep alive; 0 (off) by default: a full queue stops ingest reading, and a broker
+    # would drop a connection silent for 1.5 x the interval with the QoS 0 messages queued
+    # for it. A dead broker is found by TCP keepalive instead (gateway.mqtt).
+    keepalive_s: int = Field(default=CONSUMER_KEEPALIVE_S, ge=0)
     batch_max: int = Field(default=2000, ge=1)
     batch_wait_ms: int = Field(default=100, ge=1)
     # A batch closes early after this long without a new message (see IngestService._collect).

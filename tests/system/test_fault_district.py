@@ -58,6 +58,9 @@ SEED = 3
 SPEED = 1.0
 RUN_S = 280.0  # real seconds the simulator runs: the last fire's alarm comes by 278 s
 DRAIN_S = 90.0  # after the run, how long everything may take to catch up
+# A caught-up ingest stores a reading within a batch (<= 100 ms) and a commit: a QoS 0
+# reading first seen this shortly before ingest's SIGKILL may have died with it.
+IN_FLIGHT_S = 1.0
 # (kind, real seconds after the simulator starts). A fire reaches its alarm level 1-4 min after
 # it starts (firmware_sim.smoke), so fires start early and their alarms spread over the faults;
 # presses and falls (decided ~20 s after the impact) fall before, inside and after each fault
@@ -293,7 +296,17 @@ def test_district_survives_broker_database_and_process_faults(
     assert not failed, f"incidents not alerted exactly once: {failed}"
     late = {c.incident.incident_id: c.delay_s for c in incidents if c.late}
     assert not late, f"SOS paged more than {MAX_SOS_DELAY_S} s after the press: {late}"
-    assert not readings.missing, f"{len(readings.missing)} readings never stored"
+    # A QoS 0 reading on its way to ingest in the instant it is SIGKILLed is gone: QoS 0 is
+    # delivered at most once (MQTT 5 §4.3.1) and the broker keeps nothing to send again.
+    # (Seen once: published 50 ms before the kill.)
+    killed = [t for t, name in faults if name == "ingest SIGKILL"]
+    in_flight = {
+        k
+        for k in readings.missing & readings.qos0
+        if any(0.0 <= t - readings.seen[k] <= IN_FLIGHT_S for t in killed)
+    }
+    lost = readings.missing - in_flight
+    assert not lost, f"{len(lost)} readings never stored"
     assert readings.duplicate_keys == 0
     assert not wills.doubled, f"Wills stored more often than published: {wills.doubled}"
     assert not unpublished, f"alert state changes never published: {unpublished}"

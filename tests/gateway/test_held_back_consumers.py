@@ -11,6 +11,7 @@ messages). Real broker, shipped configuration.
 from __future__ import annotations
 
 import queue
+import socket
 import subprocess
 import time
 import uuid
@@ -20,7 +21,9 @@ import pytest
 
 from alerting.mqtt import AlertingMqtt, Inbox
 from eldercare.broker import free_port, start_mosquitto, stop
+from gateway.mqtt import TCP_KEEPIDLE_S, TCP_USER_TIMEOUT_MS
 from gateway.topics import device_topic
+from ingest.batch import Inbound
 from ingest.mqtt import Subscription
 from ingest.settings import IngestSettings
 
@@ -50,7 +53,7 @@ def test_consumers_held_back_past_a_keepalive_lose_no_qos0_message(
     broker = start_mosquitto(port, tmp_path / "mosquitto")
     url = f"mqtt://127.0.0.1:{port}"
     suffix = uuid.uuid4().hex[:8]
-    out: queue.Queue = queue.Queue(maxsize=20)
+    out: queue.Queue[Inbound] = queue.Queue(maxsize=20)
     ingest = Subscription(
         IngestSettings(
             mqtt_url=url, topic_prefix=topic_prefix, share_group="", client_id=f"ing-{suffix}"
@@ -69,6 +72,15 @@ def test_consumers_held_back_past_a_keepalive_lose_no_qos0_message(
         ingest.start()
         assert ingest.subscribed.wait(10)
         alerting.start(timeout_s=10)
+        # A dead broker is found by TCP instead of MQTT keep alive.
+        for client in (ingest._client, *alerting.clients):
+            sock = client.socket()
+            assert isinstance(sock, socket.socket)
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == TCP_KEEPIDLE_S
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == (
+                TCP_USER_TIMEOUT_MS
+            )
         _publish(port, device_topic(f"cane-{suffix}", "telemetry", topic_prefix), MESSAGES)
         time.sleep(HOLD_S)  # nobody drains: both network threads are blocked
         got_ingest = got_alerting = 0

@@ -16,7 +16,7 @@ its probability too), so a change meant only to make detection faster can be che
 decide the same: the digest must not change.
 
     python bench/bench_engine.py [--elders 3000] [--duration 120] [--warmup 300] [--at 08:47]
-        [--repeat 3]
+        [--repeat 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_district import recording_start
+from bench_district import keep_recording, recording_start
 
 from alerting.engine import Engine, finding_actions
 from alerting.fall_model import load_fall_model
 from alerting.model import Action
 from firmware_sim.district import generate_fleet
-from firmware_sim.record import read_recording, record
+from firmware_sim.record import read_recording
 from gateway.codec import PayloadError, decode
 from gateway.fleet import Fleet
 
@@ -102,14 +102,15 @@ def main() -> None:
     parser.add_argument("--at", default="08:47", help="Beijing time of the recording's start")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", default="", help="reuse recordings there (bench_district --keep)")
     args = parser.parse_args()
     fleet = generate_fleet(args.elders, args.seed)
     start_ms = recording_start(args.at, args.duration)
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as work:
-        path = Path(work) / "district.tsv"
-        stats = record(
+        path, stats, _ = keep_recording(
+            Path(args.keep) if args.keep else None,
+            Path(work),
             fleet,
-            path,
             duration_s=args.duration,
             start_ms=start_ms,
             seed=args.seed,

@@ -59,7 +59,7 @@ def test_elders_walk_as_long_as_before_and_never_leave_the_zone() -> None:
 
 def test_a_morning_of_walks_raises_no_wandering() -> None:
     """Band fixes of a district's morning walks through the alerting engine (the old walks,
-    out and back 200-900 m with 300 m zones, raised dozens here)."""
+    out and back 200-900 m with 300 m zones, raised 860 wandering triggers for 31 elders)."""
     fleet = generate_fleet(200, seed=4)
     start = (DAY0 * DAY_MS - LOCAL_OFFSET_MS) + 8 * 3_600_000  # 08:00-09:30 Beijing time
     sim = Engine(fleet, seed=4, start_ms=start - 600_000, rate_scale=0.0)

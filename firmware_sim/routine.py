@@ -23,6 +23,9 @@ HOUR_MS = 3_600_000
 # Beijing is UTC+8 all year (no daylight saving).
 LOCAL_OFFSET_MS = 8 * HOUR_MS
 MOVING = frozenset({"walk", "wander", "return"})
+# Segments walked on foot (steps at the walking cadence); "return" moves too, but the elder is
+# driven home (ESCORT_SPEED_M_S) and takes no steps.
+ON_FOOT = frozenset({"walk", "wander"})
 # Heart-rate rise over resting by activity; walking adds 15–30 bpm in older adults.
 HR_DELTA_BPM = {
     "sleep": -8.0,
@@ -35,6 +38,7 @@ HR_DELTA_BPM = {
 }
 # Wandering is more frequent in the late afternoon and evening ("sundowning").
 WANDER_HOUR_WEIGHTS = np.array([0.2] * 6 + [0.5] * 6 + [1.0] * 4 + [2.5] * 5 + [1.0] * 3)
+# Found wanderers are driven home (18 km/h through the streets, plus a minute to set off).
 ESCORT_SPEED_M_S = 5.0
 
 
@@ -249,11 +253,17 @@ class Routine:
         return offset(self.elder.home_lat, self.elder.home_lon, x, y)
 
     def heart_rate(self, t_ms: int, rng: np.random.Generator) -> int:
-        """Heart rate: resting baseline plus an activity-dependent rise with a ~1 min lag."""
+        """Heart rate: resting baseline plus the activity's rise, reached with a ~1 min time
+        constant from the previous activity's level, up or down (heart rate neither jumps when
+        a walk starts nor drops at once when it ends)."""
         seg = self.segment_at(t_ms)
+        before = self.segment_at(seg.start_ms - 1).kind if seg.start_ms > 0 else seg.kind
         lag = 1 - math.exp(-(t_ms - seg.start_ms) / 60_000)
-        hr = self.profile.rest_hr_bpm + HR_DELTA_BPM.get(seg.kind, 0.0) * lag
-        return round(hr + rng.normal(0, 2))
+        delta = (
+            HR_DELTA_BPM.get(before, 0.0)
+            + (HR_DELTA_BPM.get(seg.kind, 0.0) - HR_DELTA_BPM.get(before, 0.0)) * lag
+        )
+        return round(self.profile.rest_hr_bpm + delta + rng.normal(0, 2))
 
     def local_hour(self, t_ms: int) -> float:
         """Local (UTC+8) hour of day."""

@@ -18,7 +18,7 @@ from firmware_sim.cane import (
 from firmware_sim.conditions import Arrhythmia, draw_arrhythmia, draw_immobility_ms
 from firmware_sim.device import NEVER, Action, ActionKind, DeviceModel, ModelContext
 from firmware_sim.geo import offset
-from firmware_sim.routine import Routine, Segment, wander_segments
+from firmware_sim.routine import ON_FOOT, Routine, Segment, wander_segments
 from firmware_sim.scenario import Injection
 from gateway import BandTelemetry, CaneTelemetry, Device
 
@@ -124,11 +124,14 @@ class BandModel(DeviceModel):
         lat, lon = routine.position(now_ms)
         fix_lat, fix_lon, hacc_m = gps_fix(self.rng, lat, lon, self.base_hacc_m)
         minutes = (now_ms - self.last_fix_ms) / 60_000
+        # Steps since the previous fix were taken in the segment that just ended when this fix
+        # falls on a change (a fix comes at every change, so one segment covers the interval).
+        walked = routine.segment_at(now_ms - 1) if now_ms > self.last_fix_ms else seg
         self.last_fix_ms = now_ms
-        if seg.moving:
+        if walked.kind in ON_FOOT:
             steps = round(WALK_CADENCE_SPM * minutes * float(self.rng.uniform(0.9, 1.1)))
         else:
-            steps = int(self.rng.poisson(3 * minutes)) if seg.kind == "home" else 0
+            steps = int(self.rng.poisson(3 * minutes)) if walked.kind == "home" else 0
         return Action(
             ActionKind.PUBLISH,
             BandTelemetry(

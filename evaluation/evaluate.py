@@ -32,7 +32,15 @@ from alerting.settings import AlertingSettings
 from evaluation.dispatcher import SimulatedDispatcher
 from evaluation.eval_report import fires_paged, format_smoke, real_data_report, staff_report
 from evaluation.observer import WireObserver
-from evaluation.scoring import MATCH_WINDOW_S, KindScore, Truth, format_table, pool, score
+from evaluation.scoring import (
+    MATCH_WINDOW_S,
+    KindScore,
+    Truth,
+    condition_end_ms,
+    format_table,
+    pool,
+    score,
+)
 from firmware_sim.district import generate_fleet
 from firmware_sim.incidents import Incident
 from firmware_sim.scenario import Injection
@@ -280,6 +288,7 @@ def run_once(args: argparse.Namespace, base: AlertingSettings, seed: int) -> Run
             i.start_ts,
             observer.ref_ts(i),
             observer.observable(i),
+            condition_end_ms(i.start_ts, i.detail),
         )
         for i in sim.incidents
     ]

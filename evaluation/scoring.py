@@ -4,8 +4,9 @@ Matching is one-to-one: an incident is detected by the earliest alert of its kin
 raised at or after its onset and within the kind's window that no earlier incident took. An
 alert raised before the onset is never a detection (it would score a 0 s delay): it is a false
 alarm, like every alert no incident took, except a repeat: a further alert raised within the
-window of an incident whose alert a person already closed (a fire still burning, an elder still
-away), counted apart. A wearer's cancel and the smoke detector's own nuisance close are
+window (or, for a condition of known length, before its end) of an incident whose alert a person
+already closed (a fire still burning, an elder still away, an arrhythmia still on), counted
+apart. A wearer's cancel and the smoke detector's own nuisance close are
 counted apart from the false alarms a person had to handle. Proportions
 carry Wilson intervals (Wilson, JASA 1927) and rates exact Poisson ones (Garwood 1936), so
 runs over several seeds pool into one figure with its uncertainty.
@@ -54,7 +55,9 @@ class Truth:
 
     `ref_ts` is when the incident became detectable on the wire (first smoke reading over the
     threshold, first fix outside the zone), else `start_ts`. An excursion that never took the
-    elder out of the safe zone during the run is not `observable` and is not scored.
+    elder out of the safe zone during the run is not `observable` and is not scored. `end_ts`
+    is when a condition with a known length ends (an arrhythmia, an immobility): an alert of
+    its kind up to then is a repeat, not a false alarm, even past the match window.
     """
 
     kind: str
@@ -64,6 +67,18 @@ class Truth:
     start_ts: int
     ref_ts: int
     observable: bool = True
+    end_ts: int | None = None
+
+
+def condition_end_ms(start_ts: int, detail: str | None) -> int | None:
+    """End of a condition whose ground-truth detail gives its length (`hours=2.50`), or None."""
+    for part in (detail or "").split():
+        if part.startswith("hours="):
+            try:
+                return start_ts + int(float(part.removeprefix("hours=")) * 3_600_000)
+            except ValueError:
+                return None
+    return None
 
 
 @dataclass(slots=True)
@@ -172,7 +187,8 @@ def _score_kind(kind: str, truths: list[Truth], alerts: list[AlertRow]) -> KindS
         if alert.alert_id in used:
             continue
         if any(
-            t.elder_id == alert.elder_id and t.start_ts <= alert.raised_ts <= t.start_ts + window_ms
+            t.elder_id == alert.elder_id
+            and t.start_ts <= alert.raised_ts <= max(t.start_ts + window_ms, t.end_ts or 0)
             for t in truths
         ):
             ks.repeats += 1  # the incident was still on after its alert was closed

@@ -10,7 +10,7 @@ import pytest
 from alerting.lifecycle import AlertRow
 from evaluation.dispatcher import Staff, StaffModel
 from evaluation.eval_report import fires_paged, staff_report
-from evaluation.scoring import MATCH_WINDOW_S, Truth, pool, score
+from evaluation.scoring import MATCH_WINDOW_S, Truth, condition_end_ms, pool, score
 from gateway import AlertKind, AlertStatus, DeviceType, Severity
 
 T0 = 1_764_316_800_000
@@ -61,6 +61,26 @@ def test_an_alert_raised_before_the_incident_is_a_false_alarm_not_a_detection() 
     early = _alert("a1", AlertKind.FALL, "el-1", T0 - 30_000, last_event_ts=T0 + 5_000)
     s = score(truths, [early], COUNTS, days=1.0)["fall"]
     assert (s.incidents, s.detected, s.false_alarms, s.delays_s) == (1, 0, 1, [])
+
+
+def test_alerts_while_a_condition_lasts_are_repeats_and_after_it_false_alarms() -> None:
+    hour = 3_600_000
+    end = condition_end_ms(T0, "rhythm=af_rvr rate_bpm=131 hours=3.00")
+    assert end == T0 + 3 * hour
+    assert condition_end_ms(T0, "pattern=lapping") is None
+    assert condition_end_ms(T0, "hours=soon") is None
+    truths = [Truth("anomaly", True, "el-1", "band-1", T0, T0, end_ts=end)]
+    alerts = [
+        _alert("a1", AlertKind.ANOMALY, "el-1", T0 + 60_000, AlertStatus.RESOLVED),
+        # Past the one-hour match window, the arrhythmia still on: a repeat.
+        _alert("a2", AlertKind.ANOMALY, "el-1", T0 + 2 * hour, AlertStatus.RESOLVED),
+        _alert("a3", AlertKind.ANOMALY, "el-1", T0 + 3 * hour + 60_000),
+    ]
+    s = score(truths, alerts, COUNTS, days=1.0)["anomaly"]
+    assert (s.detected, s.repeats, s.false_alarms) == (1, 1, 1)
+    # Without a known end the window alone counts.
+    s = score([replace(truths[0], end_ts=None)], alerts, COUNTS, days=1.0)["anomaly"]
+    assert (s.detected, s.repeats, s.false_alarms) == (1, 0, 2)
 
 
 def test_one_alert_never_detects_two_incidents() -> None:

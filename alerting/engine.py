@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -33,7 +32,6 @@ from alerting.detectors import (
     SosDetector,
     WanderingDetector,
 )
-from alerting.detectors.anomaly import DEFAULT_FOREST_BUDGET_MIB
 from alerting.detectors.fall import FallClassifier
 from alerting.detectors.health import DEFAULT_WILL_GRACE_S
 from alerting.detectors.inactivity import CANE_STEPS_PER_S
@@ -49,10 +47,50 @@ logger = logging.getLogger(__name__)
 # A cane window counts as movement when its magnitude varies more than sensor noise at rest.
 _CANE_MOVING_STD_G = 0.05
 # Message identities remembered per device, and for how long (platform time): covers QoS 1
-# redeliveries on a resumed session (MQTT 5 §4.4) and a burst replayed twice by a gateway,
-# at a few kB per device; the store covers replays after a restart, for a day.
+# redeliveries on a resumed session (MQTT 5 §4.4) and a burst replayed twice by a gateway;
+# the store covers replays after a restart, for a day. `seq` goes up by one per message and
+# survives reboots (contract §1), so the last _RECENT_KEYS identities are a bit per `seq`
+# below the newest: about 150 bytes per device, where a set of (ts, seq) pairs took up to
+# 40 KiB for a cane reporting every two seconds.
 _RECENT_KEYS = 256
 _RECENT_MS = 10 * 60 * 1000
+
+
+@dataclass(slots=True)
+class _Identities:
+    """One device's recent message identities: bit k of `seen` is `newest_seq - k`."""
+
+    newest_seq: int
+    seen: int
+    max_ts: int
+    at_ms: int
+
+    def seen_before(self, ts: int, seq: int, now_ms: int) -> bool:
+        """Whether (ts, seq) was handled already; remembers it when not.
+
+        A `seq` inside the window with its bit set is a repeat when its `ts` is no newer than
+        any remembered one; a `seq` behind the newest with a newer `ts` is a device whose
+        counter restarted (against the contract): the window starts again from it. A `seq`
+        older than the window cannot be told and counts as new."""
+        if now_ms - self.at_ms > _RECENT_MS:
+            self.newest_seq, self.seen, self.max_ts, self.at_ms = seq, 1, ts, now_ms
+            return False
+        back = self.newest_seq - seq
+        if back < 0:
+            self.seen = ((self.seen << -back) | 1) & _WINDOW_MASK
+            self.newest_seq, self.max_ts, self.at_ms = seq, max(self.max_ts, ts), now_ms
+            return False
+        if back < _RECENT_KEYS and ts <= self.max_ts:
+            if self.seen >> back & 1:
+                return True
+            self.seen |= 1 << back
+            return False
+        if ts > self.max_ts:
+            self.newest_seq, self.seen, self.max_ts, self.at_ms = seq, 1, ts, now_ms
+        return False
+
+
+_WINDOW_MASK = (1 << _RECENT_KEYS) - 1
 
 
 @dataclass(slots=True)
@@ -82,8 +120,6 @@ class Engine:
         sos_grace_s: how long the wearer may cancel a press.
         will_grace_s: how long a Last Will waits for a reconnect before it pages.
         fall_threshold: the classifier's probability bar.
-        anomaly_forest_mib: memory for the anomaly model's forests
-            (`alerting.detectors.anomaly.DEFAULT_FOREST_BUDGET_MIB`).
     """
 
     def __init__(
@@ -95,14 +131,13 @@ class Engine:
         sos_grace_s: float = 30.0,
         fall_threshold: float = 0.5,
         will_grace_s: float = DEFAULT_WILL_GRACE_S,
-        anomaly_forest_mib: int = DEFAULT_FOREST_BUDGET_MIB,
     ) -> None:
         self.sos = SosDetector(sos_grace_s)
         self.smoke = SmokeDetector()
         self.fall = FallDetector(fall_model, threshold=fall_threshold)
         self.wandering = WanderingDetector()
         self.inactivity = InactivityDetector()
-        self.anomaly = AnomalyDetector(forest_budget_bytes=anomaly_forest_mib * 2**20)
+        self.anomaly = AnomalyDetector()
         self.health = HealthDetector({}, {}, will_grace_s)
         self.stats = EngineStats()
         self.clocks = ClockOffsets()
@@ -113,7 +148,7 @@ class Engine:
         # device -> (corrected ts, lat, lon) of its newest plausible fix, and that fix's `seq`
         self._positions: dict[str, tuple[int, float, float]] = {}
         self._position_seq: dict[str, int] = {}
-        self._recent: dict[str, OrderedDict[tuple[int, int], int]] = {}
+        self._recent: dict[str, _Identities] = {}
         self._newest: dict[str, tuple[int, int]] = {}  # device -> (ts, seq) of its newest message
         self._implausible: set[str] = set()
         self.set_fleet(fleet, now_ms)
@@ -209,27 +244,21 @@ class Engine:
         return self._actions(self.health.on_message(status, now_ms))
 
     def _seen(self, device_id: str, key: tuple[int, int], now_ms: int) -> bool:
-        """Whether this message identity was handled recently (and remember it)."""
-        recent = self._recent.setdefault(device_id, OrderedDict())
-        if key in recent:
-            return True
-        recent[key] = now_ms
-        while recent and (
-            len(recent) > _RECENT_KEYS or next(iter(recent.values())) < now_ms - _RECENT_MS
-        ):
-            recent.popitem(last=False)
-        return False
+        """Whether this message identity (ts, seq) was handled recently (and remember it)."""
+        recent = self._recent.get(device_id)
+        if recent is None:
+            self._recent[device_id] = _Identities(key[1], 1, key[0], now_ms)
+            return False
+        return recent.seen_before(key[0], key[1], now_ms)
 
     def tick(self, now_ms: int) -> list[Action]:
-        """Time-driven checks on the platform clock: silence, quiet canes, inactivity; and the
-        anomaly model's fits that wait for time to spare."""
+        """Time-driven checks on the platform clock: silence, quiet canes, inactivity."""
         findings = self.health.tick(now_ms)
         for finding in self.fall.tick(now_ms):
             # Decided because the cane went quiet: the newest window it sent is the cause.
             ts, seq = self._newest.get(finding.device_id, (finding.event_ts, -1))
             findings.append(_stamp(finding, ts, seq))
         findings.extend(self.inactivity.tick(now_ms))
-        self.anomaly.fit_waiting()
         return self._actions(findings)
 
     def _detect(self, device: Device, message: Message, now_ms: int) -> list[Finding]:

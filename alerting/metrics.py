@@ -38,9 +38,8 @@ class LiveState:
     last_tick_age_s: float  # monotonic; how long ago the loop last ticked
     triggers: int
     suppressed: dict[str, int] = field(default_factory=dict)  # reason -> inputs
-    anomaly_forests: int = 0  # elders with a fitted anomaly forest
-    anomaly_refused: int = 0  # elders without one: the forests' memory budget is full
-    anomaly_bytes: int = 0  # heart-rate histories and the forest arena
+    anomaly_baselines: int = 0  # elders the anomaly model has enough readings to judge
+    anomaly_bytes: int = 0  # the anomaly model's per-elder heart-rate histograms
 
 
 class _Live(Collector):
@@ -64,15 +63,14 @@ class _Live(Collector):
                 s.oldest_unacknowledged_s,
             ),
             ("alerting_last_tick_timestamp_seconds", "Time of the last tick", s.last_tick_s),
-            ("alerting_anomaly_forests", "Elders with a fitted anomaly forest", s.anomaly_forests),
             (
-                "alerting_anomaly_forest_refused",
-                "Elders without a forest because its memory budget is full",
-                s.anomaly_refused,
+                "alerting_anomaly_baselines",
+                "Elders with enough heart-rate readings to be judged",
+                s.anomaly_baselines,
             ),
             (
                 "alerting_anomaly_memory_bytes",
-                "Heart-rate histories and the forest arena",
+                "The anomaly model's per-elder heart-rate histograms",
                 s.anomaly_bytes,
             ),
         )

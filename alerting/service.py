@@ -250,7 +250,6 @@ class AlertingService:
             sos_grace_s=s.sos_grace_s,
             will_grace_s=s.will_grace_s,
             fall_threshold=model.threshold,
-            anomaly_forest_mib=s.anomaly_forest_mib,
         )
         dispatcher = Dispatcher(fleet.care_centers, s.deadlines_s(), s.reminder_s)
         writer = AlertWriter(
@@ -606,8 +605,7 @@ class AlertingService:
             last_tick_age_s=time.monotonic() - self._last_tick_mono if self._acting else 0.0,
             triggers=engine.stats.triggers if engine else 0,
             suppressed=self._suppressed(),
-            anomaly_forests=len(engine.anomaly.pool) if engine else 0,
-            anomaly_refused=engine.anomaly.refused if engine else 0,
+            anomaly_baselines=engine.anomaly.baselines() if engine else 0,
             anomaly_bytes=engine.anomaly.memory_bytes() if engine else 0,
         )
 

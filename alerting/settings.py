@@ -64,12 +64,9 @@ class AlertingSettings(BaseSettings):
     standby_poll_s: float = 1.0
     # Start-up warm-up of learned state (alerting.warmup): heart-rate history per band.
     warmup_anomaly_h: float = 24.0
-    # The anomaly model fits from 200 samples (detectors.anomaly.DEFAULT_MIN_SAMPLES).
+    # Readings per band loaded at start: a day of fixes, enough for the anomaly model to judge
+    # from its first message (detectors.anomaly.MIN_BAND_SAMPLES per cadence band).
     warmup_anomaly_samples: int = 250
-    # Memory for the anomaly model's per-elder forests, MiB (detectors.anomaly: 288 KiB an
-    # elder, so the default 4096 covers ~14,500 elders; the others are judged by the robust
-    # z-score and fixed limits). 0: no forests.
-    anomaly_forest_mib: int = Field(4096, ge=0)
     # false under a least-privilege database role: `eldercare db migrate` runs the DDL.
     migrate_on_start: bool = True
 

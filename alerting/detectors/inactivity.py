@@ -2,13 +2,20 @@
 
 Movement times and the clock of `tick` are one time base: the engine feeds movement on each
 device's corrected time (device `ts` plus its measured offset), which is the platform clock.
+
+Each elder's movement is kept as steps per minute in a ring covering the longest window a
+check reads (`max(window_h, FALLBACK_H)` hours: 240 minutes, 1,920 bytes), whatever the
+devices send: a cane reports every two seconds while it moves, and a list of every report
+took tens of KiB per elder. Windows are read to the minute.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 
 from alerting.geo import local_hour
 from alerting.model import Clear, Finding, Trigger
@@ -30,11 +37,18 @@ DAY_START_H, DAY_END_H = 8, 20
 RESUME_STEPS = 100.0
 # A cane moving for one second is counted as 1.5 steps (older adults' cadence ~90-100/min).
 CANE_STEPS_PER_S = 1.5
+MINUTE_MS = 60_000
 
 
 @dataclass(slots=True)
 class _Elder:
-    moves: deque[tuple[int, float]] = field(default_factory=deque)
+    """Steps per minute in a ring (slot = minute % slots; `minute` says which minute a slot
+    holds, -1 none), the newest movement time and the latest time with steps."""
+
+    steps: npt.NDArray[np.float32]
+    minute: npt.NDArray[np.int32]
+    newest_ms: int | None = None
+    moved_ms: int | None = None
     first_ms: int | None = None
     device_id: str = ""
     baseline: tuple[float, ...] | None = None
@@ -48,29 +62,44 @@ class InactivityDetector:
     def __init__(self, window_h: int = DEFAULT_WINDOW_H, ratio: float = DEFAULT_RATIO) -> None:
         self.window_h = window_h
         self.ratio = ratio
+        self.slots = max(window_h, FALLBACK_H) * 60
         self._elders: dict[str, _Elder] = {}
+
+    def _elder(self, elder_id: str) -> _Elder:
+        elder = self._elders.get(elder_id)
+        if elder is None:
+            elder = self._elders[elder_id] = _Elder(
+                np.zeros(self.slots, np.float32), np.full(self.slots, -1, np.int32)
+            )
+        return elder
 
     def set_baseline(self, elder_id: str, steps_by_hour: Sequence[float]) -> None:
         """Set the elder's usual steps per local hour of day (24 values) from stored history."""
         if len(steps_by_hour) != 24:
             raise ValueError("a baseline has 24 hourly values")
-        self._elders.setdefault(elder_id, _Elder()).baseline = tuple(
-            float(v) for v in steps_by_hour
-        )
+        self._elder(elder_id).baseline = tuple(float(v) for v in steps_by_hour)
 
     def mark_alerted(self, elder_id: str) -> None:
         """Note that an active inactivity alert exists (state reload)."""
-        self._elders.setdefault(elder_id, _Elder()).alerted = True
+        self._elder(elder_id).alerted = True
 
     def on_movement(self, elder_id: str, device_id: str, ts: int, steps: float) -> list[Finding]:
         """Record movement (steps, or cane seconds converted) measured at device time `ts`."""
-        elder = self._elders.setdefault(elder_id, _Elder())
+        elder = self._elder(elder_id)
         if elder.first_ms is None:
             elder.first_ms = ts
         elder.device_id = device_id
-        elder.moves.append((ts, steps))
-        while elder.moves and elder.moves[0][0] < ts - max(self.window_h, FALLBACK_H) * HOUR_MS:
-            elder.moves.popleft()
+        minute = ts // MINUTE_MS
+        slot = minute % self.slots
+        held = int(elder.minute[slot])
+        if held < minute:  # a minute the ring no longer needs: start it afresh
+            elder.minute[slot] = minute
+            elder.steps[slot] = 0.0
+        if held <= minute:  # else older than the ring covers: outside every window
+            elder.steps[slot] += steps
+        elder.newest_ms = ts if elder.newest_ms is None else max(elder.newest_ms, ts)
+        if steps > 0:
+            elder.moved_ms = ts if elder.moved_ms is None else max(elder.moved_ms, ts)
         if elder.alerted and self._moved(elder, ts - HOUR_MS, ts) >= RESUME_STEPS:
             elder.alerted = False
             note = "movement resumed"
@@ -95,13 +124,17 @@ class InactivityDetector:
         """When the quiet began: the last movement, else the first report, at latest the
         start of the window found too quiet (a few steps do not end it). A restart that finds
         the same quiet finds a start no later than this (see store.raise_alert)."""
-        assert elder.first_ms is not None
-        last_ms = max((t for t, s in elder.moves if s > 0), default=elder.first_ms)
+        assert elder.first_ms is not None and elder.newest_ms is not None
+        span_ms = len(elder.steps) * MINUTE_MS
+        recent = elder.moved_ms is not None and elder.moved_ms >= elder.newest_ms - span_ms
+        last_ms = elder.moved_ms if recent and elder.moved_ms is not None else elder.first_ms
         return min(last_ms, window_start_ms)
 
     @staticmethod
     def _moved(elder: _Elder, since_ms: int, until_ms: int) -> float:
-        return sum(s for t, s in elder.moves if since_ms <= t <= until_ms)
+        """Steps in the minutes from `since_ms`'s to `until_ms`'s."""
+        held = (elder.minute >= since_ms // MINUTE_MS) & (elder.minute <= until_ms // MINUTE_MS)
+        return float(elder.steps[held].sum())
 
     def _check(self, elder: _Elder, now_ms: int) -> Trigger | None:
         assert elder.first_ms is not None

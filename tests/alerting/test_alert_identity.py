@@ -53,13 +53,39 @@ def test_a_duplicate_is_dropped_for_its_device_only(engine: Engine) -> None:
 
 
 def test_remembered_identities_are_bounded(engine: Engine) -> None:
+    def press(ts: int, seq: int, now: int) -> None:
+        engine.on_message(_press("btn-id", DeviceType.BUTTON, ts, seq, "cancel"), now)
+
     for seq in range(3000):
-        engine.on_message(_press("btn-id", DeviceType.BUTTON, T0 + seq, seq, "cancel"), T0 + seq)
-    assert len(engine._recent["btn-id"]) <= 256
+        press(T0 + seq, seq, T0 + seq)
+    assert engine._recent["btn-id"].seen.bit_length() <= 256
+    press(T0 + 2999, 2999, T0 + 3000)  # the newest, again
+    press(T0 + 2800, 2800, T0 + 3000)  # inside the window of 256
+    assert engine.stats.duplicates == 2
+    press(T0 + 2000, 2000, T0 + 3000)  # older than the window: cannot tell, taken as new
+    assert engine.stats.duplicates == 2
     # Later even a recent identity is forgotten by the engine (the store keeps it).
     later = T0 + 2 * 3_600_000
-    engine.on_message(_press("btn-id", DeviceType.BUTTON, later, 5000, "cancel"), later)
-    assert len(engine._recent["btn-id"]) == 1
+    press(T0 + 2999, 2999, later)
+    assert engine.stats.duplicates == 2
+
+
+def test_identities_survive_a_clock_reset_and_a_counter_restart(engine: Engine) -> None:
+    def press(ts: int, seq: int) -> None:
+        engine.on_message(_press("btn-id", DeviceType.BUTTON, ts, seq, "cancel"), T0 + 10_000)
+
+    for seq in range(10, 20):
+        press(T0 + seq, seq)
+    press(1_000 + 20, 20)  # the clock fell back to 1970; seq goes on: new
+    press(1_000 + 20, 20)  # its redelivery
+    press(T0 + 15, 15)  # a redelivery from before the reset
+    assert engine.stats.duplicates == 2
+    # A device whose counter restarted (against the contract), its clock still right: new.
+    press(T0 + 5_000, 0)
+    press(T0 + 5_001, 1)
+    assert engine.stats.duplicates == 2
+    press(T0 + 5_000, 0)
+    assert engine.stats.duplicates == 3
 
 
 def test_a_status_without_ts_never_places_a_trigger_at_the_epoch(engine: Engine) -> None:

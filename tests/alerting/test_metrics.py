@@ -90,8 +90,7 @@ def test_metrics_health_and_readiness(
     assert _value(text, "alerting_outbox_depth") == 0
     assert _value(text, "alerting_oldest_unacknowledged_seconds") >= 0.5
     assert _value(text, "alerting_last_tick_timestamp_seconds") > ts / 1000 - 5
-    assert _value(text, "alerting_anomaly_forests") == 0  # no band has history here
-    assert _value(text, "alerting_anomaly_forest_refused") == 0
+    assert _value(text, "alerting_anomaly_baselines") == 0  # no band has history here
     assert _value(text, "alerting_anomaly_memory_bytes") >= 0
     assert 'alerting_suppressed_inputs_total{reason="invalid"} 1.0' in text
     assert 'alerting_suppressed_inputs_total{reason="duplicates"}' in text

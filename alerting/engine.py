@@ -68,29 +68,38 @@ class _Identities:
     def seen_before(self, ts: int, seq: int, now_ms: int) -> bool:
         """Whether (ts, seq) was handled already; remembers it when not.
 
-        A `seq` inside the window with its bit set is a repeat when its `ts` is no newer than
-        any remembered one; a `seq` behind the newest with a newer `ts` is a device whose
-        counter restarted (against the contract): the window starts again from it. A `seq`
-        older than the window cannot be told and counts as new."""
+        A `seq` inside the window is new when its bit is clear (a late delivery) and a repeat
+        when it is set, unless its `ts` is newer than every remembered one by more than a
+        device's stamping jitter: then, like a `seq` older than the window with such a `ts`,
+        it comes from a device whose counter restarted (against the contract) and the window
+        starts again from it. Any other `seq` older than the window cannot be told and counts
+        as new."""
         if now_ms - self.at_ms > _RECENT_MS:
             self.newest_seq, self.seen, self.max_ts, self.at_ms = seq, 1, ts, now_ms
             return False
         back = self.newest_seq - seq
         if back < 0:
-            self.seen = ((self.seen << -back) | 1) & _WINDOW_MASK
-            self.newest_seq, self.max_ts, self.at_ms = seq, max(self.max_ts, ts), now_ms
+            # Shifting by a huge jump would build a huge integer: past the window, start anew.
+            ahead = ((self.seen << -back) | 1) & _WINDOW_MASK if -back < _RECENT_KEYS else 1
+            self.seen, self.newest_seq, self.at_ms = ahead, seq, now_ms
+            self.max_ts = max(self.max_ts, ts)
             return False
-        if back < _RECENT_KEYS and ts <= self.max_ts:
-            if self.seen >> back & 1:
+        if back < _RECENT_KEYS:
+            if not self.seen >> back & 1:
+                self.seen |= 1 << back  # late, and new
+                self.max_ts = max(self.max_ts, ts)
+                return False
+            if ts <= self.max_ts + _STAMP_JITTER_MS:
                 return True
-            self.seen |= 1 << back
-            return False
-        if ts > self.max_ts:
+        if ts > self.max_ts + _STAMP_JITTER_MS:
             self.newest_seq, self.seen, self.max_ts, self.at_ms = seq, 1, ts, now_ms
         return False
 
 
 _WINDOW_MASK = (1 << _RECENT_KEYS) - 1
+# Device time may run back this much between consecutive messages (a cane stamps a window
+# when it sends it; alerting.clock's DEFAULT_STEP_MS) without anything being wrong.
+_STAMP_JITTER_MS = 2_000
 
 
 @dataclass(slots=True)
@@ -149,6 +158,8 @@ class Engine:
         self._positions: dict[str, tuple[int, float, float]] = {}
         self._position_seq: dict[str, int] = {}
         self._recent: dict[str, _Identities] = {}
+        # Each band's newest telemetry (seq, corrected ts): the interval its steps cover.
+        self._band_previous: dict[str, tuple[int, int]] = {}
         self._newest: dict[str, tuple[int, int]] = {}  # device -> (ts, seq) of its newest message
         self._implausible: set[str] = set()
         self.set_fleet(fleet, now_ms)
@@ -312,10 +323,17 @@ class Engine:
             out.extend(self.wandering.on_fix(device.id, fix.ts, fix.lat, fix.lon, fix.hacc_m))
         if fix.steps is not None:
             out.extend(self.inactivity.on_movement(device.elder_id, device.id, fix.ts, fix.steps))
+        # `steps` counts since the device's previous message (contract §1): the interval is
+        # known only when that message was the one just before (seq + 1), else 0 (unknown).
+        previous = self._band_previous.get(device.id)
+        if previous is None or fix.seq > previous[0]:
+            self._band_previous[device.id] = (fix.seq, fix.ts)
+        consecutive = previous is not None and fix.seq == previous[0] + 1
+        interval_ms = fix.ts - previous[1] if previous is not None and consecutive else 0
         if fix.hr_bpm is not None and fix.worn is not False:
             out.extend(
                 self.anomaly.on_sample(
-                    device.elder_id, device.id, fix.ts, fix.hr_bpm, fix.steps or 0
+                    device.elder_id, device.id, fix.ts, fix.hr_bpm, fix.steps or 0, interval_ms
                 )
             )
         return out

@@ -89,22 +89,25 @@ def warm_movement(engine: Engine, samples: Sequence[BandSample], since_ms: int) 
 
 
 def learn_heart_rates(engine: Engine, samples: Sequence[BandSample]) -> int:
-    """Teach the anomaly model the worn heart-rate readings; returns how many.
+    """Teach the anomaly model the worn heart-rate readings; returns how many were given.
 
-    Run after catch-up: the history lifts every elder over the model's minimum sample count,
-    and each model is then fitted lazily on the elder's next live reading (a fit costs tens to
-    hundreds of ms), so fits are spread over the bands' reporting period instead of delaying
-    the start.
+    Any order, before or after catch-up: each band's readings are put in time order and each
+    learnt with the interval since that band's previous stored reading (what its steps
+    cover), so the live readings already judged do not hide the history.
     """
     offsets = clock_offsets_ms(samples)
     learned = 0
-    for s in samples:
+    previous: dict[str, int] = {}
+    for s in sorted(samples, key=lambda s: (s.device_id, s.device_ts_ms)):
         device = engine.device(s.device_id)
         if device is None or device.type is not DeviceType.BAND:
             continue
         if s.hr_bpm is not None and s.worn is not False:
             ts = s.device_ts_ms + offsets[s.device_id]
-            engine.anomaly.learn(device.elder_id, ts, s.hr_bpm, s.steps or 0)
+            before = previous.get(s.device_id)
+            previous[s.device_id] = ts
+            interval_ms = ts - before if before is not None else 0
+            engine.anomaly.learn(device.elder_id, ts, s.hr_bpm, s.steps or 0, interval_ms)
             learned += 1
     return learned
 

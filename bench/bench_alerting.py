@@ -9,7 +9,7 @@ publisher sends far faster than alerting takes, so the broker holds a backlog th
 drains, as after a gateway's replay or a restart. The Python client's own ceiling (the same
 stream to a paho-mqtt subscriber that only counts) is printed first: no process that receives
 through paho goes faster.
-Every band has a fitted anomaly model before the timed part, as in steady operation.
+Every band's elder has an anomaly baseline before the timed part, as in steady operation.
 
 `--workers 1,2` runs the service as 1, then 2 partition processes (alerting.partition: each
 receives its own devices' telemetry, by per-device subscriptions, and every event and status,
@@ -161,7 +161,7 @@ class Workers:
         ctx = mp.get_context("spawn")
         self.stop = ctx.Event()
         self.ready = [ctx.Event() for _ in range(count)]
-        # Per worker: received, heart rates pending, fitted models, errors + invalid, received
+        # Per worker: received, heart rates pending, baselines, errors + invalid, received
         # but another partition's.
         self.state = [ctx.Array("q", 5, lock=False) for _ in range(count)]
         client = f"bench-alerting-{uuid.uuid4().hex[:6]}"
@@ -188,7 +188,7 @@ class Workers:
         return any(s[1] for s in self.state)
 
     def fitted(self) -> int:
-        """Fitted anomaly models over every worker."""
+        """Elders with an anomaly baseline over every worker."""
         return sum(int(s[2]) for s in self.state)
 
     def errors(self) -> int:
@@ -240,12 +240,13 @@ def _worker(
         if dtype is DeviceType.BAND and device is not None:
             for k in range(250):
                 ts = ts0 - (250 - k) * 60_000
-                engine.anomaly.learn(device.elder_id, ts, rng.gauss(72, 5), rng.randint(0, 30))
+                hr, steps = rng.gauss(72, 5), rng.randint(0, 30)
+                engine.anomaly.learn(device.elder_id, ts, hr, steps, 60_000)
     ready.set()
     while not stop.wait(0.005):
         state[0] = service.stats.received
         state[1] = engine.anomaly.pending()
-        state[2] = len(engine.anomaly.pool)
+        state[2] = engine.anomaly.baselines()
         state[3] = service.stats.errors + service.stats.invalid
         state[4] = service.stats.other_partition
     halt.set()
@@ -271,13 +272,13 @@ def run_workers(
     kinds: dict[str, Stream],
     ts0: int,
 ) -> dict[str, float]:
-    """Msg/s per kind with `count` partition processes (fitted anomaly models first)."""
+    """Msg/s per kind with `count` partition processes (anomaly baselines first)."""
     rng = random.Random(2)
     workers = Workers(url, pub.port, count, ts0)
     try:
-        bands = sum(d.type is DeviceType.BAND for d in fleet.devices)
+        wearers = len({d.elder_id for d in fleet.devices if d.type is DeviceType.BAND})
         drain_workers(pub, workers, fixes(fleet, 1, 0, ts0, rng))
-        while workers.fitted() < bands:
+        while workers.fitted() < wearers:
             time.sleep(0.01)
         out = {kind: drain_workers(pub, workers, stream) for kind, stream in kinds.items()}
         assert workers.errors() == 0, "errors or invalid messages in a worker"
@@ -337,7 +338,7 @@ def drain(pub: StreamPublisher, service: AlertingService, stream: Stream) -> flo
 def warm(
     service: AlertingService, fleet: Fleet, pub: StreamPublisher, ts0: int, rng: random.Random
 ) -> None:
-    """Give every band a history and a fitted forest (a live fix after 250 learned samples)."""
+    """Give every band a baseline (250 learned samples) and a live fix."""
     assert service.engine is not None
     bands = [d for d in fleet.devices if d.type is DeviceType.BAND]
     canes = [d.id for d in fleet.devices if d.type is DeviceType.CANE]
@@ -345,10 +346,9 @@ def warm(
     for d in bands:
         for k in range(250):
             ts = ts0 - (250 - k) * 60_000
-            service.engine.anomaly.learn(d.elder_id, ts, rng.gauss(72, 5), rng.randint(0, 30))
+            hr, steps = rng.gauss(72, 5), rng.randint(0, 30)
+            service.engine.anomaly.learn(d.elder_id, ts, hr, steps, 60_000)
     drain(pub, service, fixes(fleet, 1, 0, ts0, rng))
-    while len(service.engine.anomaly.pool) < len(bands):  # the old service has no pool
-        time.sleep(0.01)
 
 
 @contextmanager

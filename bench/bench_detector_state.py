@@ -89,7 +89,7 @@ def steady_state_memory(elders: int, district: int) -> None:
         steps = rng.choice([0, 3, 12, 25, 35, 45, 55], n)
         hr = np.rint(62 + 0.5 * steps + rng.normal(0, 2, n))
         for k in range(n):
-            detector.learn(f"el-{e}", t0 + k * 30_000, float(hr[k]), float(steps[k]))
+            detector.learn(f"el-{e}", t0 + k * 30_000, float(hr[k]), float(steps[k]), 30_000)
     total = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     per_elder = total / elders

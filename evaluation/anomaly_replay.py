@@ -125,11 +125,17 @@ def score(readings: list[Reading], episodes: list[Episode], bands: int, days: fl
     ordered = sorted(readings, key=lambda r: r[2])
     started = time.process_time()
     judged = 0
+    previous: dict[str, int] = {}
     for elder, band, ts, hr, steps, worn in ordered:
+        # As the engine does: the steps cover the time since the band's previous message.
+        before = previous.get(band)
+        previous[band] = ts
         if hr is None or not worn:
             continue
         judged += 1
-        triggers.extend((elder, f.event_ts) for f in detector.on_sample(elder, band, ts, hr, steps))
+        interval_ms = ts - before if before is not None else 0
+        found = detector.on_sample(elder, band, ts, hr, steps, interval_ms)
+        triggers.extend((elder, f.event_ts) for f in found)
     cpu_us = (time.process_time() - started) / max(1, judged) * 1e6
     worn_at: dict[str, list[int]] = defaultdict(list)
     for elder, _band, ts, hr, _steps, worn in ordered:

@@ -1,8 +1,9 @@
 """Anomaly: a heart rate unusual for this elder at this level of activity.
 
 Each elder's baseline is the distribution of their own heart rate at each walking cadence,
-kept as integer histograms: for every cadence band (steps per minute over the interval since
-the elder's previous reading, `CADENCE_BANDS_SPM`) a count per beat per minute from
+kept as integer histograms: for every cadence band (steps per minute over the interval the
+reading's steps cover, since the band's previous message, `CADENCE_BANDS_SPM`) a count per
+beat per minute from
 `EXTREME_LOW_BPM` to `EXTREME_HIGH_BPM`. A reading is judged against the readings the elder
 made at the same cadence (median and median absolute deviation, read off the histogram), or,
 just after the cadence changed, between the cadences of the last `HR_LAG_MS` (the heart
@@ -49,9 +50,10 @@ EXTREME_HIGH_BPM = 150
 # (Tudor-Locke & Rowe 2012, "Using cadence to study free-living ambulatory behaviour",
 # Sports Med 42(5)). Seven bands.
 CADENCE_BANDS_SPM = (1.0, 20.0, 40.0, 60.0, 80.0, 100.0)
-# A cadence needs the interval since the elder's previous reading; a longer or non-positive
-# one (a gap, a clock that jumped, a gateway replaying its buffer) gives no cadence: the
-# reading is judged against the highest and lowest known bands and not learnt.
+# A cadence needs the interval the steps cover (since the band's previous message, contract
+# §1); an unknown one (a message lost in between), a longer or a non-positive one (a gap, a
+# clock that jumped, a gateway replaying its buffer) gives no cadence: the reading is judged
+# against the highest and lowest known bands and not learnt.
 MAX_INTERVAL_MS = 30 * 60 * 1000
 # Heart rate follows a change of effort with a time constant of about a minute (the
 # simulator's, firmware_sim.routine; a modelling choice): a reading is judged against every
@@ -205,6 +207,7 @@ class _Pending:
     ts: int
     hr_bpm: float
     steps: float
+    interval_ms: int | None
     stamp: tuple[int, int] | None = None
 
 
@@ -224,16 +227,28 @@ class AnomalyDetector:
         self._pending: list[_Pending] = []
         self._unstamped = 0
 
-    def learn(self, elder_id: str, ts: int, hr_bpm: float, steps: float) -> None:
-        """Add a stored historical reading (oldest first) to the baseline without judging it."""
-        self._take(self._baseline(elder_id), ts, hr_bpm, steps)
+    def learn(
+        self, elder_id: str, ts: int, hr_bpm: float, steps: float, interval_ms: int | None
+    ) -> None:
+        """Add a stored historical reading to the baseline without judging it, in any order:
+        `interval_ms` is the time its `steps` cover (0: unknown, not learnt)."""
+        self._take(self._baseline(elder_id), ts, hr_bpm, steps, interval_ms)
 
     def on_sample(
-        self, elder_id: str, device_id: str, ts: int, hr_bpm: float, steps: float
+        self,
+        elder_id: str,
+        device_id: str,
+        ts: int,
+        hr_bpm: float,
+        steps: float,
+        interval_ms: int | None = None,
     ) -> list[Finding]:
-        """Judge one live reading (epoch ms, bpm, steps since the previous reading) against
-        the elder's baseline, then learn from it. Deferred: queue it and return nothing."""
-        self._pending.append(_Pending(elder_id, device_id, ts, hr_bpm, steps))
+        """Judge one live reading (epoch ms, bpm, steps since the device's previous message,
+        over `interval_ms`) against the elder's baseline, then learn from it. Without
+        `interval_ms` the steps are taken to cover the time since the elder's previous
+        reading; 0 means unknown (a message in between was lost). Deferred: queue it and
+        return nothing."""
+        self._pending.append(_Pending(elder_id, device_id, ts, hr_bpm, steps, interval_ms))
         if self.defer:
             return []
         return list(self.flush())
@@ -273,7 +288,7 @@ class AnomalyDetector:
     def _judge(self, p: _Pending) -> Trigger | None:
         elder = self._baseline(p.elder_id)
         extreme = _extreme(p.hr_bpm)
-        verdict = self._take(elder, p.ts, p.hr_bpm, p.steps, judge=True)
+        verdict = self._take(elder, p.ts, p.hr_bpm, p.steps, p.interval_ms, judge=True)
         if extreme:
             elder.streak = 0
         elif verdict is None:
@@ -293,12 +308,20 @@ class AnomalyDetector:
         return trigger
 
     def _take(
-        self, elder: _Baseline, ts: int, hr_bpm: float, steps: float, judge: bool = False
+        self,
+        elder: _Baseline,
+        ts: int,
+        hr_bpm: float,
+        steps: float,
+        interval_ms: int | None,
+        judge: bool = False,
     ) -> int | None:
         """Learn a reading; with `judge`, first judge it: returns None when it could not be
         judged, else 1 (unusual) or 0 (usual). Extreme readings are neither judged nor learnt."""
-        band = None if elder.last_ts is None else cadence_band(steps, ts - elder.last_ts)
-        if elder.last_ts is None or ts > elder.last_ts:
+        if interval_ms is None:
+            interval_ms = 0 if elder.last_ts is None else ts - elder.last_ts
+        band = cadence_band(steps, interval_ms)
+        if judge and (elder.last_ts is None or ts > elder.last_ts):
             elder.last_ts = ts
         if _extreme(hr_bpm):
             elder.extreme_ms = ts if elder.extreme_ms is None else max(elder.extreme_ms, ts)

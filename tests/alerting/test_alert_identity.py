@@ -88,6 +88,53 @@ def test_identities_survive_a_clock_reset_and_a_counter_restart(engine: Engine) 
     assert engine.stats.duplicates == 3
 
 
+def test_a_huge_seq_jump_costs_nothing_and_loses_nothing(engine: Engine) -> None:
+    """Firmware that restarts its counter from the epoch in ms: no 2**40-bit window is built,
+    and the next press is handled."""
+    for seq, ts in ((5, T0), (2**40, T0 + 1_000), (2**40 + 1, T0 + 2_000)):
+        assert engine.on_message(_press("btn-id", DeviceType.BUTTON, ts, seq), T0 + 3_000)
+    assert engine._recent["btn-id"].seen.bit_length() <= 256
+    assert engine.stats.duplicates == 0
+
+
+def test_redeliveries_after_an_out_of_order_arrival_are_still_repeats(engine: Engine) -> None:
+    """A cane stamps a window when it sends it: seq 11 may carry a later ts than seq 12."""
+    for ts, seq in ((10_000, 10), (12_000, 12), (12_500, 11)):
+        engine.on_message(_press("btn-id", DeviceType.BUTTON, T0 + ts, seq, "cancel"), T0 + 20_000)
+    assert engine.stats.duplicates == 0
+    for ts, seq in ((12_000, 12), (10_000, 10), (12_500, 11)):
+        engine.on_message(_press("btn-id", DeviceType.BUTTON, T0 + ts, seq, "cancel"), T0 + 21_000)
+    assert engine.stats.duplicates == 3
+
+
+def _fix(seq: int, ts: int, steps: int, hr: int | None) -> BandTelemetry:
+    return BandTelemetry(
+        device_id="band-id",
+        type=DeviceType.BAND,
+        seq=seq,
+        ts=ts,
+        lat=HOME[0],
+        lon=HOME[1],
+        hacc_m=8.0,
+        steps=steps,
+        hr_bpm=hr,
+    )
+
+
+def test_the_steps_of_a_fix_cover_the_interval_since_the_bands_previous_message(
+    engine: Engine,
+) -> None:
+    engine.on_message(_fix(1, T0, 0, 70), T0 + 100)
+    engine.on_message(_fix(2, T0 + 270_000, 0, None), T0 + 270_100)  # no heart rate
+    # 48 steps in the 30 s since seq 2 (96 a minute), not in the 5 minutes since seq 1.
+    engine.on_message(_fix(3, T0 + 300_000, 48, 80), T0 + 300_100)
+    baseline = engine.anomaly._elders[engine.device("band-id").elder_id]  # type: ignore[union-attr]
+    assert baseline.per_band == [0, 0, 0, 0, 0, 1, 0]
+    # seq 5 after seq 3: seq 4 was lost, so the interval its steps cover is unknown.
+    engine.on_message(_fix(5, T0 + 330_000, 48, 80), T0 + 330_100)
+    assert sum(baseline.per_band) == 1
+
+
 def test_a_status_without_ts_never_places_a_trigger_at_the_epoch(engine: Engine) -> None:
     status = Status(device_id="band-id", type=DeviceType.BAND, online=True, battery_pct=9.0)
     (r,) = engine.on_message(status, T0 + 1234)

@@ -325,16 +325,13 @@ def test_the_baseline_halves_at_decay_and_keeps_its_median() -> None:
     detector = AnomalyDetector()
     rng = random.Random(1)
     t = T0
-    values: list[int] = []
-    for _ in range(DECAY_AT):
+    for k in range(DECAY_AT):
         t += 5 * MIN
-        hr = rng.randint(60, 76)
-        values.append(hr)
-        detector.learn("el-1", t, hr, 15)
+        detector.learn("el-1", t, rng.randint(60, 76), 15, 5 * MIN if k else 0)
     elder = detector._elders["el-1"]
     assert elder.total == DECAY_AT - 1  # the first reading has no cadence
     median = elder.stats(1)[0]
-    detector.learn("el-1", t + 5 * MIN, 68, 15)
+    detector.learn("el-1", t + 5 * MIN, 68, 15, 5 * MIN)
     assert elder.total < DECAY_AT // 2 + 10
     assert int(elder.counts.sum()) == elder.total == sum(elder.per_band)
     assert abs(elder.stats(1)[0] - median) <= 1
@@ -348,7 +345,8 @@ def test_memory_per_elder_is_a_few_kib_whatever_the_history() -> None:
         t = T0
         for k in range(1500):
             t += 30_000
-            detector.learn(f"el-{e}", t, 60 + k % 40, [0, 3, 12, 25, 35, 45, 55][k % 7])
+            walked = [0, 3, 12, 25, 35, 45, 55][k % 7]
+            detector.learn(f"el-{e}", t, 60 + k % 40, walked, 30_000)
     per_elder = (tracemalloc.get_traced_memory()[0] - base) / 50
     tracemalloc.stop()
     assert detector.memory_bytes() == 50 * BASELINE_BYTES
@@ -373,3 +371,29 @@ def test_an_arrhythmia_crossing_the_limits_is_not_learnt_as_usual() -> None:
         t += 5 * MIN
         later += detector.on_sample("el-1", "band-1", t, 70 + k % 3, 15)
     assert later == [] and detector.baselines() == 1
+
+
+def test_history_is_learnt_in_any_order_and_after_live_readings() -> None:
+    """Stored readings come newest first and after catch-up's live ones: with each reading's
+    own interval the baseline is the same as learnt oldest first."""
+    rng = random.Random(4)
+    history = [(T0 + k * 5 * MIN, rng.randint(62, 70)) for k in range(200)]
+    ordered, shuffled = AnomalyDetector(), AnomalyDetector()
+    for k, (ts, hr) in enumerate(history):
+        ordered.learn("el-1", ts, hr, 15, 5 * MIN if k else 0)
+    late = T0 + 300 * 5 * MIN
+    shuffled.on_sample("el-1", "band-1", late, 66, 15, 5 * MIN)  # catch-up first
+    for k, (ts, hr) in reversed(list(enumerate(history))):
+        shuffled.learn("el-1", ts, hr, 15, 5 * MIN if k else 0)
+    got, want = shuffled._elders["el-1"], ordered._elders["el-1"]
+    assert got.total == want.total + 1 == len(history)
+    assert (got.counts.sum(axis=0) >= want.counts.sum(axis=0)).all()
+
+
+def test_the_interval_of_the_steps_comes_from_the_caller_when_given() -> None:
+    detector = AnomalyDetector()
+    # 48 steps: brisk over 30 s, incidental over 5 minutes, unknown (not learnt) when 0.
+    detector.on_sample("el-1", "band-1", T0, 70, 48, 30_000)
+    detector.on_sample("el-1", "band-1", T0 + 30_000, 70, 48, 5 * MIN)
+    detector.on_sample("el-1", "band-1", T0 + 60_000, 70, 48, 0)
+    assert detector._elders["el-1"].per_band == [0, 1, 0, 0, 0, 1, 0]

@@ -63,8 +63,12 @@ def test_old_readings_teach_anomaly_but_not_movement() -> None:
     now = NOON_MS
     engine = _engine("w4", now)
     samples = _quiet_band("w4", now - 6 * HOUR_MS, 20)
-    stats = warm_up(engine, samples, now - movement_window_ms(engine))
+    # Stored readings come newest first (ingest.readback): each band's are put in order.
+    stats = warm_up(engine, samples[::-1], now - movement_window_ms(engine))
     assert stats.movements == 0 and stats.anomaly_samples == len(samples)
+    elder = engine.device("band-w4").elder_id  # type: ignore[union-attr]
+    assert engine.anomaly._elders[elder].total == len(samples) - 1  # the first: no interval
+    assert engine.anomaly.baselines() == 1
     # Old history alone does not start the movement clock: nothing to alert on yet.
     assert [a for a in engine.tick(now) if isinstance(a, Raise)] == []
 

@@ -77,7 +77,8 @@ PERSIST = 2
 # crosses the limits now and then (a heart block escaping at 38-44 bpm) is not the elder's
 # usual, even when it starts before the baseline could judge it (a modelling choice).
 EXTREME_NEAR_MS = 30 * 60 * 1000
-# At most one anomaly trigger per elder per half hour: a repeat refreshes the active alert.
+# At most one anomaly trigger per elder per half hour (a repeat refreshes the active alert),
+# but a high-severity one after a low one is not held back.
 QUIET_MS = 30 * 60 * 1000
 # 1.4826 x MAD estimates the standard deviation of normally distributed data; the MAD is
 # floored at 2 bpm, about a wrist sensor's reading-to-reading spread at rest.
@@ -147,6 +148,7 @@ class _Baseline:
     seen_ms: list[int | None] = field(default_factory=lambda: [None] * _BANDS)
     streak: int = 0
     last_trigger_ms: int = -(10**15)
+    last_high_ms: int = -(10**15)
 
     def learn(self, band: int, hr_bpm: int) -> None:
         self.counts[band, hr_bpm - EXTREME_LOW_BPM] += 1
@@ -297,9 +299,13 @@ class AnomalyDetector:
             elder.streak = elder.streak + 1 if verdict else 0
             if elder.streak < PERSIST:
                 return None
-        if p.ts - elder.last_trigger_ms < QUIET_MS:
+        # A high-severity reading is held back only by an earlier high one: it raises the
+        # severity of an active low alert (alerting.store) instead of waiting half an hour.
+        if p.ts - (elder.last_high_ms if extreme else elder.last_trigger_ms) < QUIET_MS:
             return None
         elder.last_trigger_ms = p.ts
+        if extreme:
+            elder.last_high_ms = p.ts
         severity = Severity.HIGH if extreme else Severity.LOW
         what = "heart rate outside the safe range" if extreme else "unusual heart rate or activity"
         trigger = Trigger(AlertKind.ANOMALY, severity, p.device_id, p.ts, what)

@@ -49,6 +49,7 @@ def _reference(stream: list[Sample], min_samples: int) -> list[tuple[str, int]]:
     seen: dict[str, dict[int, int]] = {}  # elder -> band -> latest ts
     streak: dict[str, int] = {}
     last_trigger: dict[str, int] = {}
+    last_high: dict[str, int] = {}
     extreme_at: dict[str, int] = {}
     out = []
     for elder, device, ts, hr, steps in stream:
@@ -93,8 +94,12 @@ def _reference(stream: list[Sample], min_samples: int) -> list[tuple[str, int]]:
                     bands[band].append(bpm)
                 latest = seen.setdefault(elder, {})
                 latest[band] = max(latest.get(band, ts), ts)
-        if fire and ts - last_trigger.get(elder, -(10**15)) >= QUIET_MS:
+        extreme = hr < EXTREME_LOW_BPM or hr > EXTREME_HIGH_BPM
+        quiet_since = (last_high if extreme else last_trigger).get(elder, -(10**15))
+        if fire and ts - quiet_since >= QUIET_MS:
             last_trigger[elder] = ts
+            if extreme:
+                last_high[elder] = ts
             out.append((device, ts))
     return out
 
@@ -397,3 +402,19 @@ def test_the_interval_of_the_steps_comes_from_the_caller_when_given() -> None:
     detector.on_sample("el-1", "band-1", T0 + 30_000, 70, 48, 5 * MIN)
     detector.on_sample("el-1", "band-1", T0 + 60_000, 70, 48, 0)
     assert detector._elders["el-1"].per_band == [0, 1, 0, 0, 0, 1, 0]
+
+
+def test_an_extreme_reading_after_a_low_alert_is_not_held_back() -> None:
+    detector = AnomalyDetector()
+    t = _settle(detector, "el-1", T0)
+    detector.on_sample("el-1", "band-1", t + 5 * MIN, 100, 15)
+    (low,) = detector.on_sample("el-1", "band-1", t + 10 * MIN, 101, 12)
+    assert low.severity is Severity.LOW
+    # Five minutes later the rate leaves the safe range: high severity at once.
+    (high,) = detector.on_sample("el-1", "band-1", t + 15 * MIN, 158, 12)
+    assert high.severity is Severity.HIGH
+    # Then both are quiet for QUIET_MS.
+    assert detector.on_sample("el-1", "band-1", t + 20 * MIN, 160, 12) == []
+    assert detector.on_sample("el-1", "band-1", t + 25 * MIN, 102, 12) == []
+    assert detector.on_sample("el-1", "band-1", t + 30 * MIN, 103, 12) == []  # two in a row
+    assert len(detector.on_sample("el-1", "band-1", t + 46 * MIN, 104, 12)) == 1

@@ -317,17 +317,7 @@ def _quiet_elder(start_ms: int, until_ms: int) -> tuple[Engine, list[Raise]]:
     raised: list[Raise] = []
     for k in range(120):
         t = start_ms + k * 30_000
-        fix = BandTelemetry(
-            device_id="band-id",
-            type=DeviceType.BAND,
-            seq=k,
-            ts=t,
-            lat=HOME[0],
-            lon=HOME[1],
-            hacc_m=8.0,
-            steps=40,
-        )
-        engine.on_message(fix, t + 100)
+        engine.on_message(_fix(k, t, 40, None), t + 100)
     for now in range(start_ms + 3_600_000, until_ms, 60_000):
         raised += [
             a

@@ -158,8 +158,6 @@ class Engine:
         self._positions: dict[str, tuple[int, float, float]] = {}
         self._position_seq: dict[str, int] = {}
         self._recent: dict[str, _Identities] = {}
-        # Each band's newest telemetry (seq, corrected ts): the interval its steps cover.
-        self._band_previous: dict[str, tuple[int, int]] = {}
         self._newest: dict[str, tuple[int, int]] = {}  # device -> (ts, seq) of its newest message
         self._implausible: set[str] = set()
         self.set_fleet(fleet, now_ms)
@@ -241,7 +239,12 @@ class Engine:
         offset_ms = self.clocks.observe(device.id, message.ts, message.seq, now_ms)
         local = replace(message, ts=message.ts + offset_ms) if offset_ms else message
         findings = self.health.on_message(local, now_ms)
-        findings.extend(self._detect(device, local, now_ms))
+        # `steps` count since the device's previous message (contract §1): the time they
+        # cover is known only when that message was the one just before (seq + 1), on device
+        # time; else 0 (unknown: one was lost in between, or this one comes late).
+        follows = newest is not None and message.seq == newest[1] + 1
+        interval_ms = message.ts - newest[0] if newest is not None and follows else 0
+        findings.extend(self._detect(device, local, now_ms, interval_ms))
         return self._actions([_stamp(f, message.ts, message.seq) for f in findings])
 
     def _status(self, status: Status, now_ms: int, *, retained: bool) -> list[Action]:
@@ -272,7 +275,10 @@ class Engine:
         findings.extend(self.inactivity.tick(now_ms))
         return self._actions(findings)
 
-    def _detect(self, device: Device, message: Message, now_ms: int) -> list[Finding]:
+    def _detect(
+        self, device: Device, message: Message, now_ms: int, interval_ms: int
+    ) -> list[Finding]:
+        """`interval_ms`: the time since the device's previous message (0: unknown)."""
         if isinstance(message, Event):
             out = self.sos.on_event(message)
             if device.type is DeviceType.SMOKE:
@@ -283,7 +289,7 @@ class Engine:
         if isinstance(message, SmokeTelemetry):
             return self.smoke.on_reading(message)
         if isinstance(message, BandTelemetry):
-            return self._band(device, message)
+            return self._band(device, message, interval_ms)
         if isinstance(message, CaneTelemetry):
             return self._cane(device, message, now_ms)
         return []
@@ -316,20 +322,13 @@ class Engine:
         self._position_seq[device.id] = seq
         return "newest"
 
-    def _band(self, device: Device, fix: BandTelemetry) -> list[Finding]:
+    def _band(self, device: Device, fix: BandTelemetry, interval_ms: int) -> list[Finding]:
         placed = self._place(device, fix.ts, fix.seq, fix.lat, fix.lon, fix.hacc_m)
         out: list[Finding] = []
         if placed == "newest":
             out.extend(self.wandering.on_fix(device.id, fix.ts, fix.lat, fix.lon, fix.hacc_m))
         if fix.steps is not None:
             out.extend(self.inactivity.on_movement(device.elder_id, device.id, fix.ts, fix.steps))
-        # `steps` counts since the device's previous message (contract §1): the interval is
-        # known only when that message was the one just before (seq + 1), else 0 (unknown).
-        previous = self._band_previous.get(device.id)
-        if previous is None or fix.seq > previous[0]:
-            self._band_previous[device.id] = (fix.seq, fix.ts)
-        consecutive = previous is not None and fix.seq == previous[0] + 1
-        interval_ms = fix.ts - previous[1] if previous is not None and consecutive else 0
         if fix.hr_bpm is not None and fix.worn is not False:
             out.extend(
                 self.anomaly.on_sample(

@@ -149,6 +149,7 @@ class _Baseline:
     streak: int = 0
     last_trigger_ms: int = -(10**15)
     last_high_ms: int = -(10**15)
+    judging: bool = False  # has had enough readings to judge (counted once)
 
     def learn(self, band: int, hr_bpm: int) -> None:
         self.counts[band, hr_bpm - EXTREME_LOW_BPM] += 1
@@ -228,6 +229,7 @@ class AnomalyDetector:
         self._elders: dict[str, _Baseline] = {}
         self._pending: list[_Pending] = []
         self._unstamped = 0
+        self._judging = 0
 
     def learn(
         self, elder_id: str, ts: int, hr_bpm: float, steps: float, interval_ms: int | None
@@ -276,12 +278,9 @@ class AnomalyDetector:
         return out
 
     def baselines(self) -> int:
-        """Elders with enough readings to be judged."""
-        return sum(
-            1
-            for b in self._elders.values()
-            if b.total >= self.min_samples and max(b.per_band) >= MIN_BAND_SAMPLES
-        )
+        """Elders whose baseline has had enough readings to judge (kept, not recounted: the
+        metrics read it while the message loop runs)."""
+        return self._judging
 
     def memory_bytes(self) -> int:
         """Bytes held by the baselines' histograms (numpy buffers)."""
@@ -348,6 +347,13 @@ class AnomalyDetector:
         if band is not None:
             if elder.extreme_ms is None or abs(ts - elder.extreme_ms) > EXTREME_NEAR_MS:
                 elder.learn(band, bpm)
+                if (
+                    not elder.judging
+                    and elder.total >= self.min_samples
+                    and elder.per_band[band] >= MIN_BAND_SAMPLES
+                ):
+                    elder.judging = True
+                    self._judging += 1
             seen = elder.seen_ms[band]
             elder.seen_ms[band] = ts if seen is None else max(seen, ts)
         return verdict

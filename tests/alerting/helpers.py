@@ -14,13 +14,40 @@ from paho.mqtt.client import Client, MQTTMessage
 
 from alerting.service import AlertingService
 from alerting.settings import AlertingSettings
-from gateway import AlertMessage, Fleet, Message, decode_alert, encode_message, parse_fleet
+from gateway import (
+    AlertMessage,
+    BandTelemetry,
+    DeviceType,
+    Fleet,
+    Message,
+    decode_alert,
+    encode_message,
+    parse_fleet,
+)
 from gateway.mqtt import make_client, parse_mqtt_url
 from gateway.topics import alert_filter
 from ingest.migrate import apply_migrations
 from ingest.registry import import_fleet
 
 HOME = (39.9300, 116.3700)
+
+
+def home_fix(
+    device_id: str, seq: int, ts: int, *, steps: int | None = None, hr_bpm: int | None = None
+) -> BandTelemetry:
+    """A band's fix at `HOME` (8 m accuracy), worn when it carries a heart rate."""
+    return BandTelemetry(
+        device_id=device_id,
+        type=DeviceType.BAND,
+        seq=seq,
+        ts=ts,
+        lat=HOME[0],
+        lon=HOME[1],
+        hacc_m=8.0,
+        steps=steps,
+        hr_bpm=hr_bpm,
+        worn=True if hr_bpm is not None else None,
+    )
 
 
 def small_fleet(suffix: str, *, heartbeat_s: int = 300) -> Fleet:

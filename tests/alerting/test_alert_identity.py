@@ -19,6 +19,7 @@ from tests.alerting.helpers import (
     HOME,
     AlertListener,
     DevicePublisher,
+    home_fix,
     prepare_db,
     running,
     settings_for,
@@ -108,17 +109,7 @@ def test_redeliveries_after_an_out_of_order_arrival_are_still_repeats(engine: En
 
 
 def _fix(seq: int, ts: int, steps: int, hr: int | None) -> BandTelemetry:
-    return BandTelemetry(
-        device_id="band-id",
-        type=DeviceType.BAND,
-        seq=seq,
-        ts=ts,
-        lat=HOME[0],
-        lon=HOME[1],
-        hacc_m=8.0,
-        steps=steps,
-        hr_bpm=hr,
-    )
+    return home_fix("band-id", seq, ts, steps=steps, hr_bpm=hr)
 
 
 def test_the_steps_of_a_fix_cover_the_interval_since_the_bands_previous_message(

@@ -16,14 +16,14 @@ from alerting import store
 from alerting.lifecycle import AlertRow
 from alerting.service import AlertingService
 from alerting.settings import AlertingSettings
-from gateway import AlertKind, BandTelemetry, DeviceType, Event, Message
+from gateway import AlertKind, DeviceType, Event, Message
 from ingest.batch import Batch
 from ingest.db import BatchWriter
 from ingest.migrate import storage_mode
 from ingest.settings import WriteMethod
 from tests.alerting.helpers import (
-    HOME,
     AlertListener,
+    home_fix,
     prepare_db,
     running,
     settings_for,
@@ -71,19 +71,7 @@ def test_elder_inactive_for_hours_is_alerted_at_the_first_tick_after_a_restart(
     band = f"band-{device_suffix}"
     rows: list[tuple[Message, int]] = []
     for seq, ts in enumerate(range(sim_now - int(4.5 * HOUR_MS), sim_now - 60_000, 300_000)):
-        fix = BandTelemetry(
-            device_id=band,
-            type=DeviceType.BAND,
-            seq=seq,
-            ts=ts,
-            lat=HOME[0],
-            lon=HOME[1],
-            hacc_m=8.0,
-            hr_bpm=68,
-            steps=0,
-            worn=True,
-        )
-        rows.append((fix, ts + 300))
+        rows.append((home_fix(band, seq, ts, steps=0, hr_bpm=68), ts + 300))
     _store(schema_url, rows)
     started = time.monotonic()
 

@@ -41,10 +41,14 @@ before decoding; a shared subscription could not do this
 device's three topics and an elder's devices). Each partition has its own lock (the scope
 carries `-p<k>of<N>`), hence its own active and standby, and every partition's lock session
 holds this deployment's unpartitioned key in shared mode: an unpartitioned process and a
-partitioned set exclude each other. Two partitioned sets with different N do not; change N
-by stopping the old set first (the new one warms up from stored history and the broker
-sessions of the new client ids start empty, so catch-up replays the last
-`ALERTING_CATCHUP_S` from the database).
+partitioned set exclude each other. Sets of different N exclude each other too, or two
+processes would act for the same elder (partition k of N and partition j of M own different
+elders): every lock session of a set of N holds that set's width key in shared mode, taken
+only after checking that no width key of another M (1..MAX_PARTITIONS) is held, and given
+back when one is. Every process of the old set, standbys included, holds its width until it
+stops, so a new set waits as standby (logging which N is in the way) until the old set is
+stopped; it then warms up from stored history and the broker sessions of its new client ids
+start empty, so catch-up replays the last `ALERTING_CATCHUP_S` from the database.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ import paho.mqtt.client as paho
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from alerting.partition import Partition
+from alerting.partition import MAX_PARTITIONS, Partition
 from ingest.pg import connect
 
 logger = logging.getLogger(__name__)
@@ -79,6 +83,18 @@ _MAX_BACKOFF_S = 30.0
 # client id, resumed the session.
 SESSION_TAKEN_OVER = 0x8E
 _KEY_SQL = "SELECT hashtextextended('eldercare-alerting:' || current_schema() || ':' || %s, 0)"
+# A partition set's width key, per N, derived from the deployment's key.
+_WIDTH_KEYS_SQL = (
+    "SELECT m, hashtextextended('eldercare-alerting-width:' || %s::text || ':' || m, 0)"
+    " FROM generate_series(1, %s) AS m"
+)
+# The widths whose key someone holds: a key nobody holds can be taken exclusively (and is
+# given back at once).
+_HELD_WIDTHS_SQL = (
+    "SELECT coalesce(array_agg(m ORDER BY m) FILTER (WHERE NOT free), '{}') FROM"
+    " (SELECT m, CASE WHEN pg_try_advisory_lock(k) THEN pg_advisory_unlock(k) ELSE false END"
+    " AS free FROM unnest(%s::int[], %s::bigint[]) AS t(m, k)) AS probe"
+)
 
 
 def _lock_url(url: str) -> str:
@@ -99,7 +115,9 @@ class Leadership:
             lock is its own (the scope, or `key + 1 + k`, carries the partition), so each
             partition has its own active and standby; every partition's lock session also
             holds the deployment's own key in SHARED mode, so an unpartitioned process (which
-            takes it exclusively) and partitioned ones never act at the same time.
+            takes it exclusively) and partitioned ones never act at the same time, and its
+            set's width key in SHARED mode once no set of another width holds its own, so
+            sets of different N never act at the same time either.
     """
 
     def __init__(
@@ -122,6 +140,9 @@ class Leadership:
         self.poll_s = poll_s
         self.key = key
         self._shared = False
+        self._width = False
+        self._width_conflict: list[int] = []
+        self._width_keys: dict[int, int] = {}  # N -> width key, derived once
         self.lost = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._keeper: threading.Thread | None = None
@@ -219,8 +240,43 @@ class Leadership:
             self._shared = bool(row and row[0])
             if not self._shared:
                 return False  # an unpartitioned process is acting
+        if not self.partition.whole and not self._width:
+            self._width = self._take_width()
+            if not self._width:
+                return False  # a set of another width is running
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
         return bool(row and row[0])
+
+    def _take_width(self) -> bool:
+        """Hold this set's width key shared unless a set of another width holds its own.
+
+        Own key first, then the others probed: of two sets starting at the same instant each
+        may see the other and give way; both retry on their next poll.
+        """
+        assert self._conn is not None and self.whole_key is not None
+        if not self._width_keys:
+            rows = self._conn.execute(_WIDTH_KEYS_SQL, (self.whole_key, MAX_PARTITIONS))
+            self._width_keys = {int(m): int(k) for m, k in rows.fetchall()}
+        keys = dict(self._width_keys)
+        mine = keys.pop(self.partition.count)
+        row = self._conn.execute("SELECT pg_try_advisory_lock_shared(%s)", (mine,)).fetchone()
+        if not (row and row[0]):
+            return False  # another width's probe holds it for an instant
+        row = self._conn.execute(_HELD_WIDTHS_SQL, (list(keys), list(keys.values()))).fetchone()
+        held = [int(m) for m in (row[0] if row else [])]
+        if not held:
+            self._width_conflict = []
+            return True
+        self._conn.execute("SELECT pg_advisory_unlock_shared(%s)", (mine,))
+        if held != self._width_conflict:
+            logger.warning(
+                "standby: a partition set of N=%s acts for this deployment; this set has"
+                " N=%d and waits until every process of that set is stopped",
+                ", ".join(map(str, held)),
+                self.partition.count,
+            )
+        self._width_conflict = held
+        return False
 
     def _still_held(self) -> bool | None:
         """Probe; on a broken session reconnect and re-take the lock if it is still free.
@@ -252,6 +308,7 @@ class Leadership:
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         self._shared = False
+        self._width = False
         if conn is not None:
             try:
                 conn.close()

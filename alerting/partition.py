@@ -23,6 +23,10 @@ from dataclasses import dataclass
 
 from gateway.fleet import Device, Fleet
 
+# The most partitions a deployment may have (ALERTING_PARTITIONS): a partition set's lock
+# probes every other width up to it (alerting.leader).
+MAX_PARTITIONS = 64
+
 
 def partition_of(key: str, partitions: int) -> int:
     """The partition (0..partitions-1) of an elder id (or of an unregistered device's id)."""

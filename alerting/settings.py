@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alerting.partition import MAX_PARTITIONS
 from gateway.contract import Severity
 from gateway.mqtt import DEFAULT_MQTT_URL
 from ingest.settings import DEFAULT_DATABASE_URL
@@ -73,7 +74,7 @@ class AlertingSettings(BaseSettings):
     # Partitions (alerting.partition): this process handles the elders whose id hashes to
     # `partition` of `partitions`, with its own broker session, outbox and lock (an active
     # and a standby per partition). 1: the whole district (the default).
-    partitions: int = Field(1, ge=1, le=64)
+    partitions: int = Field(1, ge=1, le=MAX_PARTITIONS)
     partition: int = Field(0, ge=0)
     # `eldercare alerting` starts this many partition processes and supervises them
     # (alerting.workers); 1: the service runs in the command's own process.

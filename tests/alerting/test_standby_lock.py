@@ -9,11 +9,73 @@ import uuid
 import psycopg
 
 from alerting.leader import Leadership, fence_on_takeover
+from alerting.partition import Partition
 from gateway.mqtt import connect_properties, make_client, parse_mqtt_url
 
 
 def _lead(schema_url: str, scope: str) -> Leadership:
     return Leadership(schema_url, scope, poll_s=0.2, key=None)
+
+
+def _part(schema_url: str, scope: str, k: int, n: int) -> Leadership:
+    return Leadership(schema_url, scope, poll_s=0.2, key=None, partition=Partition(k, n))
+
+
+class _Waiter:
+    """`lead.acquire` in a thread: `got` holds its result once it returns."""
+
+    def __init__(self, lead: Leadership) -> None:
+        self.lead = lead
+        self.stop = threading.Event()
+        self.got: list[bool] = []
+        self.thread = threading.Thread(target=lambda: self.got.append(lead.acquire(self.stop)))
+        self.thread.start()
+
+    def result(self, timeout_s: float) -> list[bool]:
+        self.thread.join(timeout_s)
+        return self.got
+
+    def end(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.lead.release()
+
+
+def test_partition_sets_of_different_widths_and_the_whole_service_exclude_each_other(
+    schema_url: str, topic_prefix: str
+) -> None:
+    # Partition 0 of 2 and partition 0 of 3 own different elders: acting together, two
+    # processes would page for the same elder.
+    two = [_part(schema_url, topic_prefix, k, 2) for k in range(2)]
+    three = [_part(schema_url, topic_prefix, k, 3) for k in range(3)]
+    stop = threading.Event()
+    waiters: list[_Waiter] = []
+    try:
+        assert two[0].acquire(stop) and two[1].acquire(stop), "one set's partitions act together"
+        new = _Waiter(three[0])
+        waiters.append(new)
+        time.sleep(1.0)
+        assert new.got == [], "a set of another width waits while the old set runs"
+        two[0].release()
+        time.sleep(1.0)
+        assert new.got == [], "and until every process of the old set has stopped"
+        two[1].release()
+        assert new.result(3) == [True]
+        assert three[2].acquire(stop), "the new set's other partitions act beside it"
+        whole, old = _Waiter(_lead(schema_url, topic_prefix)), _Waiter(two[0])
+        waiters += [whole, old]
+        time.sleep(1.0)
+        assert whole.got == [] and old.got == [], "neither acts beside the new set"
+        three[0].release()
+        three[2].release()
+        time.sleep(2.0)
+        assert whole.got + old.got == [True], "once it stops, exactly one of them acts"
+    finally:
+        stop.set()
+        for waiter in waiters:
+            waiter.end()
+        for lead in two + three:
+            lead.release()
 
 
 def test_one_holder_per_deployment_and_the_standby_takes_over_on_release(

@@ -331,9 +331,10 @@ class CpuMeter:
     def stop(self) -> dict[str, float]:
         """Cores used per group over the interval."""
         self.after = {g: self._read(p) for g, p in self.groups.items()}
-        dt = time.monotonic() - self.t0
+        dt = self.elapsed_s = time.monotonic() - self.t0
         return {
-            g: sum(v - self.before[g].get(pid, 0.0) for pid, v in self.after[g].items()) / dt
+            g: sum(v - self.before.get(g, {}).get(pid, 0.0) for pid, v in self.after[g].items())
+            / dt
             for g in self.groups
         }
 

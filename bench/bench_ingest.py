@@ -10,7 +10,9 @@ and uses its own database schema.
 
 `--consumers 1,2` also runs that many ingest processes on the shared subscription (as
 docker-compose.yml runs 2 replicas), each count on a fresh schema, and prints their combined
-rate.
+rate, the machine's CPU per message by part over the same interval (ingest, PostgreSQL,
+Mosquitto, the publisher, the rest, idle) and the budget left for ingest at 0.5 of the raw
+ceiling once the broker, the database and the publisher have had theirs (`budget_line`).
 
 Usage: python bench/bench_ingest.py [-n 20000] [--devices 60] [--batch-max 2000]
     [--consumers 1,2]
@@ -30,7 +32,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]
 import psycopg
+from bench_district import CpuMeter
 from ceiling import StreamPublisher
 
 from eldercare.broker import free_port, start_mosquitto, stop
@@ -192,10 +196,17 @@ def run_ingest_processes(
     batch_max: int,
     method: WriteMethod,
     count: int,
-) -> tuple[float, float]:
+    broker_pid: int,
+) -> tuple[float, float, dict[str, float]]:
     """`count` ingest processes on the shared subscription (`$share/ingest/...`, as the
-    compose file's replicas); (messages/s published -> committed, CPU s per message, all
-    processes together)."""
+    compose file's replicas).
+
+    Returns:
+        (messages/s published -> committed, CPU s per message of the processes together,
+        the machine's CPU seconds per message over the same interval by part: "ingest",
+        "postgresql" (every server process), "mosquitto", "publisher" (replay_pub), "rest"
+        (this bench and whatever else ran) and "idle").
+    """
     ctx = mp.get_context("spawn")
     stop_event = ctx.Event()
     base = f"bench-{uuid.uuid4().hex[:6]}"
@@ -211,11 +222,25 @@ def run_ingest_processes(
         for k, event in enumerate(ready):
             assert event.wait(120), f"ingest process {k} did not subscribe"
         time.sleep(0.5)
+        meter = CpuMeter(
+            {
+                "ingest": [p.pid for p in procs if p.pid is not None],
+                "postgresql": postgres_pids(),
+                "mosquitto": [broker_pid],
+            }
+        )
+        machine0 = psutil.cpu_times()
         cpu0 = sum(st[1] for st in state)
+        meter.start()
         started = pub.publish(stream)
+        # Started after the meter: all of its CPU time falls in the interval (read at the
+        # end even if it has exited, until `pub.wait` reaps it).
+        meter.groups["publisher"] = [pub.pids()[-1]]
         while sum(st[0] for st in state) < len(stream):
             time.sleep(0.005)
         elapsed = time.perf_counter() - started
+        cores = meter.stop()
+        machine1 = psutil.cpu_times()
         time.sleep(0.02)  # each process has written its CPU time after its last row
         cpu = sum(st[1] for st in state) - cpu0
         pub.wait()
@@ -224,7 +249,36 @@ def run_ingest_processes(
         for proc in procs:
             proc.join(30)
     assert_stored(url, len(stream))
-    return len(stream) / elapsed, cpu / len(stream)
+    parts = {g: cores[g] * meter.elapsed_s / len(stream) for g in cores}
+    idle = (machine1.idle - machine0.idle) + (machine1.iowait - machine0.iowait)
+    busy = sum(machine1) - sum(machine0) - idle
+    parts["rest"] = max(0.0, busy / len(stream) - sum(parts.values()))
+    parts["idle"] = idle / len(stream)
+    return len(stream) / elapsed, cpu / len(stream), parts
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on this machine (the postmaster and its children)."""
+    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres",)]
+
+
+def budget_line(raw: float, parts: dict[str, float]) -> str:
+    """What the machine leaves ingest per message at half the raw ceiling.
+
+    At 0.5 x `raw` msg/s the machine has `cores / (0.5 x raw)` CPU seconds per message. The
+    broker, PostgreSQL and the C publisher need theirs (as measured per message in the same
+    ingest run, `parts`), whatever ingest is written in; what is left is the most ingest may
+    spend per message for a ratio of 0.5 (other work on the machine, "rest", not counted).
+    """
+    cores = psutil.cpu_count() or 1
+    per_msg = cores / (0.5 * raw)
+    others = parts["mosquitto"] + parts["postgresql"] + parts["publisher"]
+    return (
+        f"budget at 0.5 x raw  {per_msg * 1e6:.0f} us/msg on {cores} cores; Mosquitto "
+        f"{parts['mosquitto'] * 1e6:.0f} + PostgreSQL {parts['postgresql'] * 1e6:.0f} + publisher"
+        f" {parts['publisher'] * 1e6:.0f} -> at most {(per_msg - others) * 1e6:.0f} us/msg"
+        f" for ingest (it used {parts['ingest'] * 1e6:.0f})"
+    )
 
 
 def bare_copy(
@@ -323,7 +377,7 @@ def main() -> None:
             _, stream_n = make_stream(args.n, args.devices, prefix_n)
             name_n, url_n = schema(DATABASE_URL, fleet)
             schemas.append(name_n)
-            rate_n, cpu_n = run_ingest_processes(
+            rate_n, cpu_n, parts = run_ingest_processes(
                 pub,
                 url_n,
                 stream_n,
@@ -331,11 +385,17 @@ def main() -> None:
                 args.batch_max,
                 WriteMethod(args.write_method),
                 count,
+                broker.pid,
             )
             print(
                 f"ingest x{count} proc   {rate_n:10.0f} msg/s  ({rate_n / raw:.2f} of the raw"
                 f" ceiling, {cpu_n * 1e6:.0f} us CPU/msg over the processes; zero loss)"
             )
+            print(
+                "  machine per msg   "
+                + ", ".join(f"{k} {v * 1e6:.0f} us" for k, v in parts.items())
+            )
+            print("  " + budget_line(raw, parts))
         print(f"decode only         {decode_rate:10.0f} msg/s  (gateway.decode + batching)")
         print(f"bare COPY + commit  {copy_rate:10.0f} rows/s (batches of {args.batch_max})")
     finally:

@@ -199,6 +199,10 @@ class StreamPublisher:
         self._running.append(rep)
         return time.perf_counter() - (time.time() - rep.start_ms / 1000)
 
+    def pids(self) -> list[int]:
+        """Process ids of the publishers started and not yet waited for, oldest first."""
+        return [rep.proc.pid for rep in self._running]
+
     def wait(self, timeout_s: float = 120.0) -> None:
         """Wait until every stream published so far is acknowledged (RuntimeError if not)."""
         while self._running:
@@ -249,7 +253,7 @@ class StreamPublisher:
             (messages/s, CPU seconds of this process per message), or None without awscrt.
         """
         try:
-            from awscrt import mqtt5  # type: ignore[import-not-found,unused-ignore]
+            from awscrt import mqtt5  # type: ignore[import-not-found,import-untyped,unused-ignore]
         except ImportError:
             return None
         tag = f"crt-{uuid.uuid4().hex[:6]}"

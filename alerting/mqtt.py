@@ -11,6 +11,14 @@ topics, one filter per device (`set_telemetry_devices`), so the broker routes ea
 telemetry, the bulk of the traffic, to one process instead of every partition receiving and
 dropping all of it. Events and statuses stay on the wildcard filters: they are few, and a
 device not yet in a partition's registry still has its SOS seen.
+
+Keep alive: the bulk session has none (a full telemetry lane stops its network thread, see
+gateway.mqtt). The urgent session's lane never fills (its Receive Maximum is the lane's size,
+and events and statuses are QoS 1, contract §1), so its network thread is always free to
+ping: with an MQTT keep alive (`URGENT_KEEPALIVE_S`) a broker that hangs with its sockets
+open, which TCP keepalive cannot see (the broker's kernel answers the probes), is found
+within two intervals. The service then reports itself not ready until the broker answers
+again.
 """
 
 from __future__ import annotations
@@ -38,6 +46,10 @@ logger = logging.getLogger(__name__)
 # paho's message ids are 16-bit: keep well under 65,535 QoS 1 publishes outstanding.
 MAX_OUTSTANDING = 10_000
 URGENT_SUFFIX = "-urgent"
+# MQTT keep alive of the urgent session, s (MQTT 5 §3.1.2.10): paho pings after this long
+# without traffic and closes the connection when no PINGRESP comes within another interval,
+# so a hung broker is noticed within 30 s; the broker drops a silent session after 1.5 x.
+URGENT_KEEPALIVE_S = 15
 # Bytes of topic filters per SUBSCRIBE or UNSUBSCRIBE packet when a partition subscribes per
 # device: half the broker's packet limit (gateway.acl.MAX_PACKET_BYTES, 16.5 KiB in the shipped
 # Mosquitto config), which closes the connection on a larger packet of any kind. MQTT 5 limits
@@ -170,10 +182,13 @@ class AlertingMqtt:
         subscribe: bool = True,
         accept: Callable[[str], bool] | None = None,
         per_device: bool = False,
+        urgent_keepalive_s: int = URGENT_KEEPALIVE_S,
     ) -> None:
         """See the class; `per_device`: subscribe telemetry per device (a partition), to the
-        devices `set_telemetry_devices` names, instead of the wildcard filter."""
+        devices `set_telemetry_devices` names, instead of the wildcard filter;
+        `urgent_keepalive_s`: the urgent session's MQTT keep alive (0: off)."""
         self._address = parse_mqtt_url(mqtt_url)
+        self._urgent_keepalive_s = urgent_keepalive_s
         # Whether a topic's message is this partition's (None: all are); the others still
         # pass the inbox, flagged, so each session's acknowledgements keep the order of its
         # messages (MQTT 5 §4.6).
@@ -270,7 +285,9 @@ class AlertingMqtt:
             session.client.connect(
                 self._address.host,
                 self._address.port,
-                keepalive=CONSUMER_KEEPALIVE_S,  # a full inbox stops reading: gateway.mqtt
+                # A full telemetry lane stops the bulk session reading (gateway.mqtt); the
+                # urgent lane never fills, so that session pings (see the module).
+                keepalive=self._urgent_keepalive_s if session.urgent else CONSUMER_KEEPALIVE_S,
                 clean_start=False,
                 properties=connect_properties(
                     session_expiry_s=self._session_expiry_s, receive_maximum=self._inbox.maxsize

@@ -208,6 +208,7 @@ class AlertingService:
                 inbox=self.inbox,
                 accept=None if self.partition.whole else self.owner,
                 per_device=not self.partition.whole,
+                urgent_keepalive_s=s.urgent_keepalive_s,
             )
             if self.leader is not None:
                 for client in mqtt.clients:  # both sessions are the active's, fenced alike

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alerting.mqtt import URGENT_KEEPALIVE_S
 from alerting.partition import MAX_PARTITIONS
 from gateway.contract import Severity
 from gateway.mqtt import DEFAULT_MQTT_URL
@@ -25,6 +26,9 @@ class AlertingSettings(BaseSettings):
     share_group: str = "alerting"
     # A persistent session keeps QoS 1 messages queued across a restart (MQTT 5 §3.1.2.11.2).
     session_expiry_s: int = 3600
+    # MQTT keep alive of the session for events and statuses, s; 0: off. A broker that hangs
+    # with its sockets open makes the service unready within two intervals (alerting.mqtt).
+    urgent_keepalive_s: int = Field(URGENT_KEEPALIVE_S, ge=0, le=65535)
     # Default escalation deadlines: 60 s is the telecare answer-time standard for critical calls.
     escalate_critical_s: float = 60.0
     escalate_high_s: float = 120.0

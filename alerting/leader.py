@@ -48,7 +48,11 @@ only after checking that no width key of another M (1..MAX_PARTITIONS) is held, 
 back when one is. Every process of the old set, standbys included, holds its width until it
 stops, so a new set waits as standby (logging which N is in the way) until the old set is
 stopped; it then warms up from stored history and the broker sessions of its new client ids
-start empty, so catch-up replays the last `ALERTING_CATCHUP_S` from the database.
+start empty, so catch-up replays the last `ALERTING_CATCHUP_S` from the database. Not fenced:
+a process of the old set cut off from the database but not from the broker keeps acting
+(as above) after its session's end frees its width, and the new set's client ids differ, so
+the broker does not close its sessions; the same holds between an unpartitioned process and a
+partitioned set. Stop the old set before the new one can take over.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ _SERVER_KEEPALIVE = (
     "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
     " -c tcp_user_timeout=10000"
 )
+# Polls in a row a holder's re-take may find another width's key before it stops acting.
+_WIDTH_RETRIES = 3
 # Lock probes are one round trip; anything slower means the session is in trouble.
 _PROBE_TIMEOUT_MS = 3000
 _MAX_BACKOFF_S = 30.0
@@ -88,12 +94,16 @@ _WIDTH_KEYS_SQL = (
     "SELECT m, hashtextextended('eldercare-alerting-width:' || %s::text || ':' || m, 0)"
     " FROM generate_series(1, %s) AS m"
 )
-# The widths whose key someone holds: a key nobody holds can be taken exclusively (and is
-# given back at once).
+# The widths whose key some session of this database holds, read from the lock table (a
+# bigint advisory key shows as classid = its high 32 bits, objid = its low ones, objsubid 1):
+# reading takes no lock, so it never gets in the way of a set taking its own width.
 _HELD_WIDTHS_SQL = (
-    "SELECT coalesce(array_agg(m ORDER BY m) FILTER (WHERE NOT free), '{}') FROM"
-    " (SELECT m, CASE WHEN pg_try_advisory_lock(k) THEN pg_advisory_unlock(k) ELSE false END"
-    " AS free FROM unnest(%s::int[], %s::bigint[]) AS t(m, k)) AS probe"
+    "SELECT coalesce(array_agg(DISTINCT w.m ORDER BY w.m), '{}')"
+    " FROM unnest(%s::int[], %s::bigint[]) AS w(m, k) JOIN pg_locks AS l"
+    " ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND l.classid::bigint = ((w.k >> 32) & 4294967295)"
+    " AND l.objid::bigint = (w.k & 4294967295)"
 )
 
 
@@ -143,6 +153,7 @@ class Leadership:
         self._width = False
         self._width_conflict: list[int] = []
         self._width_keys: dict[int, int] = {}  # N -> width key, derived once
+        self._width_misses = 0  # polls in a row a re-take found another width's key
         self.lost = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._keeper: threading.Thread | None = None
@@ -250,8 +261,9 @@ class Leadership:
     def _take_width(self) -> bool:
         """Hold this set's width key shared unless a set of another width holds its own.
 
-        Own key first, then the others probed: of two sets starting at the same instant each
-        may see the other and give way; both retry on their next poll.
+        Own key first, then the lock table read: of two sets starting at the same instant,
+        the one that reads last sees the other's key (each takes before it reads), so they
+        never both go on; both may give way, and then both retry on their next poll.
         """
         assert self._conn is not None and self.whole_key is not None
         if not self._width_keys:
@@ -261,7 +273,7 @@ class Leadership:
         mine = keys.pop(self.partition.count)
         row = self._conn.execute("SELECT pg_try_advisory_lock_shared(%s)", (mine,)).fetchone()
         if not (row and row[0]):
-            return False  # another width's probe holds it for an instant
+            return False  # no one takes a width key exclusively: not seen
         row = self._conn.execute(_HELD_WIDTHS_SQL, (list(keys), list(keys.values()))).fetchone()
         held = [int(m) for m in (row[0] if row else [])]
         if not held:
@@ -282,7 +294,10 @@ class Leadership:
         """Probe; on a broken session reconnect and re-take the lock if it is still free.
 
         Returns:
-            True: held; False: another process holds it; None: the database is unreachable.
+            True: held; False: another process holds it; None: the database is unreachable,
+            or another width's key was held at the re-take, fewer than `_WIDTH_RETRIES`
+            polls in a row (a standby of a new set holds its width for the instant of its
+            check; a set that really acts holds it on).
         """
         if self._conn is not None:
             try:
@@ -295,7 +310,12 @@ class Leadership:
             if self._try_lock():
                 logger.info("alerting lock taken again (key %d)", self.key)
                 self._unreachable = False
+                self._width_misses = 0
                 return True
+            if self._width_conflict and self._width_misses < _WIDTH_RETRIES:
+                self._width_misses += 1
+                self._drop()  # holding nothing: the next poll re-takes, not just probes
+                return None
             return False
         except psycopg.OperationalError as exc:
             # Nobody can take the lock while the database is away: keep paging.

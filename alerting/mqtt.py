@@ -13,12 +13,17 @@ dropping all of it. Events and statuses stay on the wildcard filters: they are f
 device not yet in a partition's registry still has its SOS seen.
 
 Keep alive: the bulk session has none (a full telemetry lane stops its network thread, see
-gateway.mqtt). The urgent session's lane never fills (its Receive Maximum is the lane's size,
-and events and statuses are QoS 1, contract §1), so its network thread is always free to
-ping: with an MQTT keep alive (`URGENT_KEEPALIVE_S`) a broker that hangs with its sockets
-open, which TCP keepalive cannot see (the broker's kernel answers the probes), is found
-within two intervals. The service then reports itself not ready until the broker answers
-again.
+gateway.mqtt). The urgent session's lane is as large as its Receive Maximum, and events and
+statuses are QoS 1 (contract §1), so its network thread is free to ping: with an MQTT keep
+alive (`URGENT_KEEPALIVE_S`) a broker that hangs with its sockets open, which TCP keepalive
+cannot see (the broker's kernel answers the probes), is found within two intervals, and the
+service reports itself not ready until the broker answers again. That session reconnects at
+most `URGENT_RECONNECT_MAX_S` apart, so an SOS queued in the broker during a long outage
+arrives within seconds of the broker's return, not after a grown backoff. The lane can still
+fill when devices break §1 (QoS 0 events, which Receive Maximum does not count) or when the
+broker resends after a reconnect what the lane still holds; its network thread then waits,
+and after 1.5 intervals the broker closes the connection (QoS 1 messages stay in the session
+and come again; QoS 0 ones queued for it are dropped).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ URGENT_SUFFIX = "-urgent"
 # without traffic and closes the connection when no PINGRESP comes within another interval,
 # so a hung broker is noticed within 30 s; the broker drops a silent session after 1.5 x.
 URGENT_KEEPALIVE_S = 15
+# Longest wait between the urgent session's reconnect attempts, s (paho doubles from 1 s).
+URGENT_RECONNECT_MAX_S = 2
 # Bytes of topic filters per SUBSCRIBE or UNSUBSCRIBE packet when a partition subscribes per
 # device: half the broker's packet limit (gateway.acl.MAX_PACKET_BYTES, 16.5 KiB in the shipped
 # Mosquitto config), which closes the connection on a larger packet of any kind. MQTT 5 limits
@@ -165,6 +172,8 @@ class _Session:
             client_id, mqtt5=True, manual_ack=True, address=address, consumer=True
         )
         self.client.max_queued_messages_set(0)
+        if urgent:
+            self.client.reconnect_delay_set(min_delay=1, max_delay=URGENT_RECONNECT_MAX_S)
 
 
 class AlertingMqtt:

@@ -78,6 +78,40 @@ def test_partition_sets_of_different_widths_and_the_whole_service_exclude_each_o
             lead.release()
 
 
+def _kill_lock_session(url: str, lead: Leadership) -> None:
+    assert lead._conn is not None
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (lead._conn.info.backend_pid,))
+
+
+def test_a_holder_retaking_its_lock_outlasts_a_new_sets_check_but_not_a_set_that_acts(
+    schema_url: str, topic_prefix: str
+) -> None:
+    # A standby of a set of another width holds that width's key for the instant of its check;
+    # a holder whose lock session broke and that re-takes at that instant must not stop.
+    first = _part(schema_url, topic_prefix, 0, 2)
+    stop, halt = threading.Event(), threading.Event()
+    try:
+        assert first.acquire(stop)
+        first.keep(stop, halt)
+        width3 = first._width_keys[3]
+        with psycopg.connect(schema_url, autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock_shared(%s)", (width3,))  # a check, held
+            _kill_lock_session(schema_url, first)
+            time.sleep(0.5)  # two polls find width 3 held
+            assert not first.lost.is_set() and not halt.is_set()
+            other.execute("SELECT pg_advisory_unlock_shared(%s)", (width3,))
+            time.sleep(0.5)
+            assert first.confirmed() and not first.lost.is_set()
+            # Held on: a set of width 3 acts, and the holder stops after three polls.
+            other.execute("SELECT pg_advisory_lock_shared(%s)", (width3,))
+            _kill_lock_session(schema_url, first)
+            assert halt.wait(3) and first.lost.is_set()
+    finally:
+        stop.set()
+        first.release()
+
+
 def test_one_holder_per_deployment_and_the_standby_takes_over_on_release(
     schema_url: str, topic_prefix: str
 ) -> None:

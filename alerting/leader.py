@@ -151,7 +151,8 @@ class Leadership:
         self.key = key
         self._shared = False
         self._width = False
-        self._width_conflict: list[int] = []
+        self._width_conflict: list[int] = []  # the widths last logged as in the way
+        self._width_blocked = False  # the last `_try_lock` stopped at another width's key
         self._width_keys: dict[int, int] = {}  # N -> width key, derived once
         self._width_misses = 0  # polls in a row a re-take found another width's key
         self.lost = threading.Event()
@@ -228,6 +229,7 @@ class Leadership:
         return time.monotonic() - self._confirmed_mono <= 2 * self.poll_s
 
     def _try_lock(self) -> bool:
+        self._width_blocked = False
         if self._conn is None or self._conn.closed:
             self._conn = connect(
                 self._url,
@@ -254,6 +256,7 @@ class Leadership:
         if not self.partition.whole and not self._width:
             self._width = self._take_width()
             if not self._width:
+                self._width_blocked = True
                 return False  # a set of another width is running
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
         return bool(row and row[0])
@@ -312,7 +315,7 @@ class Leadership:
                 self._unreachable = False
                 self._width_misses = 0
                 return True
-            if self._width_conflict and self._width_misses < _WIDTH_RETRIES:
+            if self._width_blocked and self._width_misses < _WIDTH_RETRIES:
                 self._width_misses += 1
                 self._drop()  # holding nothing: the next poll re-takes, not just probes
                 return None

@@ -259,7 +259,7 @@ def run_ingest_processes(
 
 def postgres_pids() -> list[int]:
     """Every PostgreSQL server process on this machine (the postmaster and its children)."""
-    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres",)]
+    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
 
 
 def budget_line(raw: float, parts: dict[str, float]) -> str:

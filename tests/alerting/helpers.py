@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import queue
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from paho.mqtt.client import Client, MQTTMessage
 
 from alerting.service import AlertingService
 from alerting.settings import AlertingSettings
+from eldercare.broker import free_port, start_mosquitto, stop
 from gateway import (
     AlertMessage,
     BandTelemetry,
@@ -30,6 +34,38 @@ from ingest.migrate import apply_migrations
 from ingest.registry import import_fleet
 
 HOME = (39.9300, 116.3700)
+
+
+@dataclass(frozen=True)
+class PrivateBroker:
+    """A Mosquitto of one test alone (the shipped configuration)."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+    """Start a Mosquitto with the shipped configuration on a free port; stop it after."""
+    port = free_port()
+    proc = start_mosquitto(port, tmp_path / "mosquitto")
+    try:
+        yield PrivateBroker(proc, port)
+    finally:
+        stop(proc)
+
+
+def wait_until(pred: Callable[[], object], timeout_s: float, what: str = "") -> float:
+    """Seconds until `pred()` is true, polled every 50 ms (AssertionError after `timeout_s`)."""
+    t0 = time.monotonic()
+    while not pred():
+        assert time.monotonic() - t0 < timeout_s, f"timed out after {timeout_s} s: {what}"
+        time.sleep(0.05)
+    return time.monotonic() - t0
 
 
 def home_fix(

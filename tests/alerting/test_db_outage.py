@@ -28,6 +28,7 @@ from tests.alerting.helpers import (
     running,
     settings_for,
     small_fleet,
+    wait_until,
 )
 from tests.ingest.test_faults import Cluster
 
@@ -43,13 +44,6 @@ def cluster() -> Iterator[Cluster]:
 
 def _press(suffix: str, seq: int, ts: int) -> Event:
     return Event(device_id=f"btn-{suffix}", type=DeviceType.BUTTON, seq=seq, ts=ts, event="press")
-
-
-def _wait(pred: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not pred():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def _stored(url: str, alert_id: str) -> tuple[list[AlertRow], list[tuple[object, ...]]]:
@@ -92,8 +86,8 @@ def test_sos_paged_and_escalated_while_the_database_is_down_then_stored_once(
             cluster.start()
             writer = service.writer
             assert writer is not None
-            _wait(lambda: writer.online, 60, "the service to reconnect")
-            _wait(lambda: Outbox(outbox_path).depth() == 0, 30, "the outbox to drain")
+            wait_until(lambda: writer.online, 60, "the service to reconnect")
+            wait_until(lambda: Outbox(outbox_path).depth() == 0, 30, "the outbox to drain")
             escalations = writer.active[opened.alert_id].escalations
         alerts, transitions = _stored(cluster.url, opened.alert_id)
     finally:
@@ -147,7 +141,7 @@ def test_outbox_survives_sigkill_during_the_outage(
     devices = DevicePublisher(mqtt_url, topic_prefix)
     proc = subprocess.Popen([sys.executable, "-m", "alerting"], env=env, cwd=tmp_path)
     try:
-        _wait(lambda: _ready(port), 60, "the service to be ready")
+        wait_until(lambda: _ready(port), 60, "the service to be ready")
         cluster.stop()
         devices.send(_press(device_suffix, 1, int(time.time() * 1000)))
         _, opened, _ = listener.wait_for(lambda t, m: m.kind is AlertKind.SOS, 10)
@@ -157,7 +151,7 @@ def test_outbox_survives_sigkill_during_the_outage(
         proc.wait(10)
         cluster.start()
         proc = subprocess.Popen([sys.executable, "-m", "alerting"], env=env, cwd=tmp_path)
-        _wait(lambda: _ready(port), 60, "the restarted service to be ready")
+        wait_until(lambda: _ready(port), 60, "the restarted service to be ready")
         alerts, transitions = _stored(cluster.url, opened.alert_id)
     finally:
         proc.terminate()
@@ -189,7 +183,7 @@ def test_a_handler_bug_is_dead_lettered_as_internal_error_and_not_redelivered(
     try:
         with running(settings) as service:
             devices.send(_press(device_suffix, 1, int(time.time() * 1000)))
-            _wait(lambda: service.stats.errors == 1, 10, "the handler error")
+            wait_until(lambda: service.stats.errors == 1, 10, "the handler error")
             dead_lettered = service.stats.dead_lettered
         with psycopg.connect(schema_url, autocommit=True) as conn:
             conn.execute("DROP TRIGGER refuse ON alerts")
@@ -244,8 +238,8 @@ def test_a_database_that_stops_answering_pages_after_the_deadline_and_merges_onc
                     os.kill(pid, signal.SIGCONT)
             writer = service.writer
             assert writer is not None
-            _wait(lambda: writer.online, 60, "the service to reconnect")
-            _wait(lambda: Outbox(outbox_path).depth() == 0, 30, "the outbox to drain")
+            wait_until(lambda: writer.online, 60, "the service to reconnect")
+            wait_until(lambda: Outbox(outbox_path).depth() == 0, 30, "the outbox to drain")
             time.sleep(0.5)
         with psycopg.connect(cluster.url) as conn:
             alerts = store.list_alerts(conn)

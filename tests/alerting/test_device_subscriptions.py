@@ -6,7 +6,6 @@ reconnects; events still come by the wildcard."""
 from __future__ import annotations
 
 import itertools
-import subprocess
 import threading
 import time
 import uuid
@@ -17,22 +16,18 @@ import paho.mqtt.client as paho
 import pytest
 
 from alerting.mqtt import FILTER_BYTES_PER_PACKET, AlertingMqtt, Inbound, Inbox, packets_of
-from eldercare.broker import free_port, start_mosquitto, stop
 from gateway.acl import MAX_PACKET_BYTES
 from gateway.mqtt import make_client, parse_mqtt_url
 from gateway.topics import device_topic
+from tests.alerting.helpers import private_broker
 from tests.gateway.auth_broker import auth_broker, issue, make_registry, probe
 
 
 @pytest.fixture
 def shipped_broker(tmp_path: Path) -> Iterator[str]:
     """A private Mosquitto with the shipped configuration; its URL."""
-    port = free_port()
-    proc: subprocess.Popen[bytes] = start_mosquitto(port, tmp_path / "mosquitto")
-    try:
-        yield f"mqtt://127.0.0.1:{port}"
-    finally:
-        stop(proc)
+    with private_broker(tmp_path) as broker:
+        yield broker.url
 
 
 def test_packets_keep_order_and_stay_under_the_broker_limit() -> None:

@@ -11,13 +11,13 @@ import psycopg
 import pytest
 
 from alerting.mqtt import Inbound, Inbox
-from eldercare.broker import free_port, start_mosquitto, stop
 from gateway import AlertKind, BandTelemetry, DeviceType, Event
 from tests.alerting.helpers import (
     HOME,
     AlertListener,
     DevicePublisher,
     prepare_db,
+    private_broker,
     running,
     settings_for,
     small_fleet,
@@ -77,12 +77,10 @@ def _fix(suffix: str, seq: int, ts: int) -> BandTelemetry:
 def test_inbox_stays_bounded_while_the_database_stalls_and_nothing_is_lost(
     tmp_path: Path, schema_url: str, topic_prefix: str, device_suffix: str
 ) -> None:
-    port = free_port()
-    proc = start_mosquitto(port, tmp_path / "mosquitto")
-    url = f"mqtt://127.0.0.1:{port}"
     prepare_db(schema_url, small_fleet(device_suffix))
     flood = 1500
-    try:
+    with private_broker(tmp_path) as broker:
+        url = broker.url
         settings = settings_for(
             url, schema_url, topic_prefix, share_group="", inbox_size=20, db_deadline_s=None
         )
@@ -115,8 +113,6 @@ def test_inbox_stays_bounded_while_the_database_stalls_and_nothing_is_lost(
             received = service.stats.received
         listener.close()
         devices.close()
-    finally:
-        stop(proc)
     # Receive Maximum 20 (and a blocking put): never more than one lane's worth waiting.
     assert deepest <= 2 * 20, f"inbox grew to {deepest} messages"
     assert alert.device_id == f"btn-{device_suffix}"

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from eldercare.broker import free_port, start_mosquitto, stop
 from gateway import AlertKind, BandTelemetry, DeviceType, Event, encode_message
 from tests.alerting.helpers import (
     HOME,
     AlertListener,
     DevicePublisher,
     prepare_db,
+    private_broker,
     running,
     settings_for,
     small_fleet,
@@ -56,13 +56,11 @@ def _fixes(suffix: str, prefix: str, count: int, ts0: int) -> tuple[str, bytes]:
 def test_an_sos_behind_100000_fixes_is_alerted_within_a_second(
     tmp_path: Path, schema_url: str, topic_prefix: str, device_suffix: str
 ) -> None:
-    port = free_port()
-    proc = start_mosquitto(port, tmp_path / "mosquitto")
-    url = f"mqtt://127.0.0.1:{port}"
     prepare_db(schema_url, small_fleet(device_suffix))
     ts0 = int(time.time() * 1000) - BACKLOG
     topic, lines = _fixes(device_suffix, topic_prefix, BACKLOG, ts0)
-    try:
+    with private_broker(tmp_path) as broker:
+        url, port = broker.url, broker.port
         listener = AlertListener(url, topic_prefix)
         devices = DevicePublisher(url, topic_prefix)
         settings = settings_for(url, schema_url, topic_prefix, share_group="")
@@ -90,8 +88,6 @@ def test_an_sos_behind_100000_fixes_is_alerted_within_a_second(
             behind = BACKLOG - service.stats.received
         listener.close()
         devices.close()
-    finally:
-        stop(proc)
     assert alert.device_id == f"btn-{device_suffix}"
     # The press really was behind a backlog: most fixes were still waiting when it paged.
     assert before < BACKLOG // 2 and behind > BACKLOG // 4, (before, behind)

@@ -8,9 +8,12 @@ a page never waits for the database.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -42,6 +45,54 @@ REFRESH_PUBLISH_S = 30.0
 # partition would otherwise hold the loop until TCP gives up (ingest.pg: about 20 s).
 DB_DEADLINE_S = 5.0
 T = TypeVar("T")
+
+
+class DatabaseThread:
+    """One daemon thread that runs database calls in order, each answered through a Future.
+
+    Not a ThreadPoolExecutor: the interpreter joins those workers at exit, so a call hung on a
+    partitioned database (a socket that never answers) would keep a stopped process alive for
+    ever. A daemon thread is left behind instead; the process exits and the kernel closes the
+    socket.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = (
+            queue.SimpleQueue()
+        )
+        threading.Thread(target=_serve, args=(self._calls,), name=name, daemon=True).start()
+        # An idle thread ends with its owner (as ThreadPoolExecutor's do).
+        weakref.finalize(self, self._calls.put, (Future(), _stop, ()))
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Queue `fn(*args)`; the Future holds its result or exception."""
+        future: Future[T] = Future()
+        self._calls.put((future, fn, args))
+        return future
+
+    def shutdown(self) -> None:
+        """Let the thread end after the calls already queued (it does not wait for them)."""
+        self._calls.put((Future(), _stop, ()))
+
+
+def _stop() -> None:
+    """The marker that ends a DatabaseThread."""
+
+
+def _serve(
+    calls: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]],
+) -> None:
+    """A DatabaseThread's loop (holds the queue only, so the owner can be collected)."""
+    while True:
+        future, fn, args = calls.get()
+        if fn is _stop:
+            return
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to the caller through the Future
+            future.set_exception(exc)
 
 
 def publish_alert(publish: Publish, alert: AlertRow, prefix: str, *extra_centers: str) -> None:
@@ -104,7 +155,7 @@ class AlertWriter:
         self.raised: list[AlertRow] = []
         self.published = 0
         self.db_deadline_s: float | None = DB_DEADLINE_S
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="alert-db")
+        self._worker = DatabaseThread("alert-db")
         self._abandoned: Future[Any] | None = None
         self._last_published: dict[str, tuple[int, str]] = {}  # id -> (updated_ts, reason)
 
@@ -122,8 +173,8 @@ class AlertWriter:
             return future.result(timeout=self.db_deadline_s)
         except FutureTimeout:
             self._abandoned = future
-            self._worker.shutdown(wait=False)
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix="alert-db")
+            self._worker.shutdown()
+            self._worker = DatabaseThread("alert-db")
             raise psycopg.OperationalError(
                 f"no answer from the database in {self.db_deadline_s} s"
             ) from None

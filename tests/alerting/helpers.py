@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import socket
 import subprocess
 import threading
 import time
@@ -255,3 +257,55 @@ def running(
         stop.set()
         thread.join(10)
     assert not errors, f"service failed: {errors[0]!r}"
+
+
+class CuttableProxy:
+    """A TCP relay to PostgreSQL that can be cut like a partition seen from one side.
+
+    `cut()` closes the server side of every relayed connection (the server sees the client
+    gone and drops its session and locks) while the client side stays open and silent, and
+    new connections are accepted but never relayed: the client sees a black hole.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        self._cut = threading.Event()
+        self._upstreams: list[socket.socket] = []
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if self._cut.is_set():
+                self._held.append(client)
+                continue
+            upstream = socket.create_connection(self.target)
+            self._upstreams.append(upstream)
+            self._held.append(client)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if self._cut.is_set():
+                    return
+                dst.sendall(data)
+
+    def cut(self) -> None:
+        self._cut.set()
+        for up in self._upstreams:
+            with contextlib.suppress(OSError):
+                up.shutdown(socket.SHUT_RDWR)
+            up.close()
+
+    def close(self) -> None:
+        self._server.close()
+        for s in self._held:
+            s.close()

@@ -6,10 +6,8 @@ SOS pressed after the kill exactly once; two processes on a healthy fleet raise 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -23,7 +21,13 @@ from alerting import store
 from alerting.leader import _KEY_SQL
 from eldercare.broker import free_port, start_mosquitto, stop
 from gateway import AlertKind, AlertStatus, DeviceType, Event, Fleet, Status, parse_fleet
-from tests.alerting.helpers import AlertListener, DevicePublisher, prepare_db, small_fleet
+from tests.alerting.helpers import (
+    AlertListener,
+    CuttableProxy,
+    DevicePublisher,
+    prepare_db,
+    small_fleet,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ELDERCARE = ROOT / ".venv" / "bin" / "eldercare"
@@ -307,58 +311,6 @@ def test_active_whose_lock_session_is_killed_leaves_exactly_one_active(
         devices.close()
 
 
-class _CuttableProxy:
-    """A TCP relay to PostgreSQL that can be cut like a partition seen from one side.
-
-    `cut()` closes the server side of every relayed connection (the server sees the client
-    gone and drops its session and locks) while the client side stays open and silent, and
-    new connections are accepted but never relayed: the client sees a black hole.
-    """
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._server.getsockname()[1])
-        self._cut = threading.Event()
-        self._upstreams: list[socket.socket] = []
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            if self._cut.is_set():
-                self._held.append(client)
-                continue
-            upstream = socket.create_connection(self.target)
-            self._upstreams.append(upstream)
-            self._held.append(client)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                if self._cut.is_set():
-                    return
-                dst.sendall(data)
-
-    def cut(self) -> None:
-        self._cut.set()
-        for up in self._upstreams:
-            with contextlib.suppress(OSError):
-                up.shutdown(socket.SHUT_RDWR)
-            up.close()
-
-    def close(self) -> None:
-        self._server.close()
-        for s in self._held:
-            s.close()
-
-
 @pytest.mark.slow
 def test_active_cut_off_from_the_database_is_fenced_by_the_broker(
     private_broker: str,
@@ -371,7 +323,7 @@ def test_active_cut_off_from_the_database_is_fenced_by_the_broker(
     prepare_db(schema_url, small_fleet(device_suffix))
     info = psycopg.conninfo.conninfo_to_dict(database_url)
     host, port = str(info.get("host", "127.0.0.1")), int(str(info.get("port", 5432)))
-    proxy = _CuttableProxy((host, port))
+    proxy = CuttableProxy((host, port))
     cut_url = schema_url.replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}")
     assert cut_url != schema_url
     listener = AlertListener(private_broker, topic_prefix)

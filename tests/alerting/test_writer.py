@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import queue
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psycopg
 
@@ -84,3 +87,41 @@ def test_a_held_button_gives_one_alert_and_a_bounded_number_of_feed_messages(
     with psycopg.connect(schema_url) as conn:
         (alert,) = store.list_alerts(conn)
     assert alert.last_event_ts == ts + 49 * 100
+
+
+HUNG_THEN_EXIT = """
+import sys
+import psycopg
+from alerting import store
+from alerting.dispatch import Dispatcher
+from alerting.writer import AlertWriter
+from tests.alerting.helpers import CuttableProxy
+
+url = sys.argv[1]
+proxy = CuttableProxy(("127.0.0.1", 5432))
+conn = psycopg.connect(url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"))
+writer = AlertWriter(conn, Dispatcher(()), lambda t, p: None, "")
+writer.db_deadline_s = 0.5
+writer.refresh_active()
+proxy.cut()
+try:
+    writer.refresh_active()
+except psycopg.OperationalError as exc:
+    print("deadline:", exc, flush=True)
+print("hung:", writer.hung(), flush=True)
+"""
+
+
+def test_a_process_whose_database_call_hangs_still_exits(schema_url: str) -> None:
+    """A call abandoned on a black-holed connection must not hold the interpreter's exit."""
+    prepare_db(schema_url, small_fleet("hang"))
+    done = subprocess.run(
+        [sys.executable, "-c", HUNG_THEN_EXIT, schema_url],
+        capture_output=True,
+        text=True,
+        timeout=60,  # with the call's thread joined at exit, it never ends
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert "deadline: no answer from the database in 0.5 s" in done.stdout
+    assert "hung: True" in done.stdout

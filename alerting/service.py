@@ -18,10 +18,12 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from alerting import store
 from alerting.dispatch import Dispatcher
 from alerting.engine import Engine, finding_actions
 from alerting.fall_model import FallModel, load_fall_model
 from alerting.fleet_reload import FleetReloader
+from alerting.late_falls import LEAD_S, MAX_BACK_S, OVERLAP_S, LateFalls
 from alerting.leader import Leadership, fence_on_takeover
 from alerting.lifecycle import AlertRow
 from alerting.metrics import AlertingMetrics, LiveState
@@ -45,8 +47,11 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 T = TypeVar("T")
-# Cane windows are bulky: catch the fall detector up on the last minute only.
+# Cane windows are bulky: catch the live fall detector up on the last minute only; older ones
+# are judged around their impacts, in the background (alerting.late_falls).
 _CANE_CATCHUP_MS = 60_000
+# How often the progress mark (store.save_progress) is written while acting.
+_PROGRESS_EVERY_S = 10.0
 # Engine counters of what it acted on; every other counter is an input it suppressed.
 _ACTED_ON = frozenset({"messages", "triggers", "clears"})
 _START_BACKOFF_MAX_S = 30.0
@@ -119,6 +124,10 @@ class AlertingService:
         self._model: FallModel | None = None
         self._registry_version: int | None = None
         self._fleet_reload: FleetReloader | None = None
+        # The stored impacts of the outage before this run, judged in the background.
+        self.late_falls: LateFalls | None = None
+        self._handled_through_ms = 0  # platform ms up to which live traffic was handled
+        self._next_progress = 0.0
 
     def run(self, stop: threading.Event) -> None:
         """Stand by until this process holds the alerting lock, then act until `stop`.
@@ -286,6 +295,7 @@ class AlertingService:
         time.sleep(max(0.0, _INGEST_LAG_S - (time.monotonic() - subscribed)))
         caught_up += self._catch_up(conn, engine, writer, read_ms - _RECENT_AGAIN_MS, now)
         self.stats.caught_up = caught_up
+        self._plan_late_falls(conn, engine, model, catchup_since, now)
         learned = learn_heart_rates(engine, history.heart_rates)
         logger.info(
             "warmed up on %d stored movements and %d heart rates; caught up on %d stored messages",
@@ -302,6 +312,83 @@ class AlertingService:
             len(fleet.devices),
             len(writer.active),
         )
+
+    def _progress_key(self) -> str:
+        p = self.partition
+        return "whole" if p.whole else f"{p.index}/{p.count}"
+
+    def _plan_late_falls(
+        self,
+        conn: psycopg.Connection[Any],
+        engine: Engine,
+        model: FallModel,
+        catchup_since: int,
+        now: int,
+    ) -> None:
+        """Plan judging the stored impacts the live detector will not see: from the previous
+        run's progress mark (the catch-up window when there is none; at most `MAX_BACK_S`
+        back) to the caught-up minute (alerting.late_falls). Reads nothing more here: the
+        loop does the work, a piece per cycle."""
+        through = store.load_progress(conn, self._progress_key())
+        since = catchup_since if through is None else through - int(OVERLAP_S * 1000)
+        oldest = now - int(MAX_BACK_S * 1000)
+        if since < oldest:
+            logger.error(
+                "alerting was down for %.1f h: cane windows received more than %.0f h ago are"
+                " not judged for falls",
+                (now - since) / 3_600_000,
+                MAX_BACK_S / 3600,
+            )
+            since = oldest
+        until = now - _CANE_CATCHUP_MS + int(LEAD_S * 1000)
+        self._handled_through_ms = now
+        if since >= until:
+            self.late_falls = None  # nothing missed: the caught-up minute covers it
+            return
+        self.late_falls = LateFalls(
+            since,
+            until,
+            lambda d: engine.device(d) is not None,
+            model.classifier,
+            model.threshold,
+            lambda findings: finding_actions(engine, findings),
+        )
+        logger.warning(
+            "judging stored cane impacts received %.0f-%.0f s ago, in the background",
+            (now - since) / 1000,
+            (now - until) / 1000,
+        )
+
+    def _judge_late_falls(self, stop: threading.Event) -> None:
+        """One piece of the outage's stored impacts (between drain cycles)."""
+        late, writer = self.late_falls, self.writer
+        assert late is not None and writer is not None
+        now = self.clock()
+        for action in late.step(writer.conn, now, writer.db):
+            self._apply(action, now, stop)
+        if late.done:
+            self._next_progress = 0.0  # record it now: a restart need not judge them again
+            logger.info(
+                "stored cane impacts judged: %d canes, %d windows, %d falls found late,"
+                " %d already alerted",
+                late.stats.canes,
+                late.stats.windows,
+                late.stats.raised,
+                late.stats.already_alerted,
+            )
+
+    def _save_progress(self) -> None:
+        """Record how far traffic was handled: live, and while an outage's impacts are being
+        judged, no further than they are (a restart in the middle judges the rest)."""
+        assert self.writer is not None
+        mono = time.monotonic()
+        if mono < self._next_progress:
+            return
+        self._next_progress = mono + _PROGRESS_EVERY_S
+        through = self._handled_through_ms
+        if self.late_falls is not None and not self.late_falls.done:
+            through = min(through, self.late_falls.judged_through_ms)
+        self.writer.db(store.save_progress, self.writer.conn, self._progress_key(), through)
 
     def _baselines(self, conn: psycopg.Connection[Any], engine: Engine, now: int) -> None:
         since = now - self.settings.baseline_days * 86_400_000
@@ -364,7 +451,13 @@ class AlertingService:
         while not stop.is_set():
             if mqtt.refused is not None:
                 raise mqtt.refused
-            self._drain(stop, mqtt, s.tick_s)
+            judging = (
+                self.late_falls is not None
+                and not self.late_falls.done
+                and self.writer is not None
+                and self.writer.online
+            )
+            self._drain(stop, mqtt, 0.0 if judging else s.tick_s)
             self._poll_reconnect(stop)
             mono = time.monotonic()
             try:
@@ -373,6 +466,9 @@ class AlertingService:
                     self._tick(stop)
                 if not self.writer.online:
                     continue
+                if judging:
+                    self._judge_late_falls(stop)
+                self._save_progress()
                 if mono >= next_centers:
                     next_centers = mono + s.centers_reload_s
                     self._reload_centers(self.writer.conn, self.writer)
@@ -497,8 +593,11 @@ class AlertingService:
             except Exception:
                 self.stats.errors += 1
                 logger.exception("failed to score %d heart rates", len(items))
-        for item in items:
-            mqtt.ack(item.mid, item.qos, item.urgent)
+        mqtt.ack_all(items)
+        # Everything received before the oldest message still waiting has been handled.
+        waiting = len(items) >= _DRAIN_MAX and self.inbox.qsize() > 0
+        newest = max(item.recv_ms for item in items) if waiting else self.clock()
+        self._handled_through_ms = max(self._handled_through_ms, newest)
 
     def _handle(self, item: Inbound, stop: threading.Event) -> None:
         assert self.engine is not None and self.writer is not None

@@ -513,3 +513,36 @@ def history(conn: Conn, alert_id: str) -> list[tuple[int, str | None, str, str, 
     ).fetchall()
     conn.commit()
     return [(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+
+def fall_alert_near(conn: Conn, device_id: str, lo_ms: int, hi_ms: int) -> str | None:
+    """A fall alert (any status) of this device triggered in [`lo_ms`, `hi_ms`], device ms:
+    its first or its latest trigger. Returns its id, or None. Committed."""
+    row = conn.execute(
+        "SELECT alert_id FROM alerts WHERE device_id = %s AND kind = %s AND ("
+        " event_ts BETWEEN %s AND %s OR last_event_ts BETWEEN %s AND %s) LIMIT 1",
+        (device_id, AlertKind.FALL.value, lo_ms, hi_ms, lo_ms, hi_ms),
+    ).fetchone()
+    conn.commit()
+    return str(row[0]) if row else None
+
+
+def save_progress(conn: Conn, partition: str, through_ms: int) -> None:
+    """Record that `partition` ('whole' or 'k/N') handled live traffic received up to
+    `through_ms` (platform ms). Committed."""
+    conn.execute(
+        "INSERT INTO alerting_progress (partition, through_ms) VALUES (%s, %s)"
+        " ON CONFLICT (partition) DO UPDATE SET through_ms = greatest("
+        "alerting_progress.through_ms, excluded.through_ms), updated_at = now()",
+        (partition, through_ms),
+    )
+    conn.commit()
+
+
+def load_progress(conn: Conn, partition: str) -> int | None:
+    """The platform ms up to which `partition` last handled live traffic; None if never."""
+    row = conn.execute(
+        "SELECT through_ms FROM alerting_progress WHERE partition = %s", (partition,)
+    ).fetchone()
+    conn.commit()
+    return None if row is None else int(row[0])

@@ -6,6 +6,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import starmap
+from math import hypot
 
 from gateway import (
     BandTelemetry,
@@ -82,12 +84,14 @@ class Row:
             it (see `Batch.anchor_wills`), so every copy of one Will has one key.
         traffic_before_ms: for a Will, the newest receive time of real traffic from the same
             device earlier in this batch.
+        peak_g: for a cane window, its largest sample magnitude in g (`window_peak_g`).
     """
 
     message: Message
     received_ms: int
     time_ms: int
     traffic_before_ms: int | None = None
+    peak_g: float | None = None
 
     @property
     def is_will(self) -> bool:
@@ -169,8 +173,12 @@ class Batch:
         *,
         replay: bool = False,
         max_backdate_ms: int = MAX_BACKDATE_MS,
+        peak_g: float | None = None,
     ) -> None:
-        """Add an accepted message to its series and, unless it is a replay, to last-seen."""
+        """Add an accepted message to its series and, unless it is a replay, to last-seen.
+
+        `peak_g`: a cane window's peak when already known (`check_storable` returns it);
+        computed here otherwise."""
         kind = kind_of(message)
         seen = self.last_seen.get(message.device_id)
         if message.ts is None:
@@ -179,6 +187,10 @@ class Batch:
             self.rows[kind].append(row)
         elif message.ts < received_ms - max_backdate_ms:
             self.misdated.append((kind, Row(message, received_ms, message.ts)))
+        elif isinstance(message, CaneTelemetry):
+            if peak_g is None:
+                peak_g = window_peak_g(message)
+            self.rows[kind].append(Row(message, received_ms, message.ts, peak_g=peak_g))
         else:
             self.rows[kind].append(Row(message, received_ms, message.ts))
         if replay:
@@ -240,8 +252,16 @@ def _check_int32(value: int | None, name: str) -> None:
         raise PayloadError(ReasonCode.BAD_SCHEMA, f"{name} is beyond the storable range")
 
 
-def check_storable(message: Message) -> None:
+def window_peak_g(window: CaneTelemetry) -> float:
+    """The window's largest sample magnitude sqrt(x² + y² + z²), g (`hypot` per sample, in C)."""
+    return max(starmap(hypot, window.accel_g))
+
+
+def check_storable(message: Message) -> float | None:
     """Reject values the codec accepts but the typed columns cannot hold.
+
+    Returns:
+        For a cane window, its peak (`window_peak_g`, computed for the check); else None.
 
     Raises:
         PayloadError: `bad_schema`, naming the field.
@@ -257,15 +277,17 @@ def check_storable(message: Message) -> None:
     elif isinstance(message, CaneTelemetry):
         _check_float4(message.hacc_m, "hacc_m")
         _check_int32(message.hr_bpm, "hr_bpm")
-        # Per sample max and min in C (100-sample windows: one Python step per sample, not
-        # per coordinate).
-        samples = message.accel_g
-        if max(map(max, samples)) > _FLOAT4_MAX or min(map(min, samples)) < -_FLOAT4_MAX:
+        # The window's peak magnitude is stored too (`ingest.db`), and bounds every
+        # coordinate: one C pass over the samples (hypot per sample) checks both.
+        peak = window_peak_g(message)
+        if peak > _FLOAT4_MAX:
             raise PayloadError(ReasonCode.BAD_SCHEMA, "accel_g is beyond the storable range")
+        return peak
     elif isinstance(message, Status):
         _check_float4(message.rssi_dbm, "rssi_dbm")
         if message.fw is not None and "\x00" in message.fw:
             raise PayloadError(ReasonCode.BAD_SCHEMA, "fw contains a NUL character")
+    return None
 
 
 def build_batch(
@@ -292,9 +314,13 @@ def build_batch(
             message = decode(
                 item.topic, item.payload, now_ms=item.received_ms, registry=registry, prefix=prefix
             )
-            check_storable(message)
+            peak_g = check_storable(message)
             batch.add(
-                message, item.received_ms, replay=item.retain, max_backdate_ms=max_backdate_ms
+                message,
+                item.received_ms,
+                replay=item.retain,
+                max_backdate_ms=max_backdate_ms,
+                peak_g=peak_g,
             )
         except PayloadError as exc:
             logger.warning(

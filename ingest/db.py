@@ -9,6 +9,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from psycopg.adapt import Dumper
 
 from gateway import BandTelemetry, CaneTelemetry, Event, SmokeTelemetry, Status, to_wire
 from ingest import pg
-from ingest.batch import Batch, Kind, LastSeen, Row, week_start_ms
+from ingest.batch import MS_PER_WEEK, Batch, Kind, LastSeen, Row, week_start_ms
 from ingest.migrate import StorageMode
 from ingest.settings import WriteMethod
 
@@ -40,6 +41,9 @@ _MS = "timestamptz 'epoch' + {} * interval '1 millisecond'"
 # A dead letter keeps the first 4 KiB of its payload (enough to read any field of a valid
 # 16 KiB message's header) plus its size and SHA-256, never the whole body (migration 009).
 DEAD_LETTER_KEEP_BYTES = 4096
+# How long making partitions ahead (BatchWriter.prepare_weeks) waits for a table a reader holds
+# before leaving it for the next hour: short beside a batch's budget, long beside a query.
+AHEAD_LOCK_TIMEOUT_MS = 2000
 
 
 def connect(
@@ -93,6 +97,13 @@ def _window(row: Row) -> tuple[tuple[float, float, float], ...]:
     return window.accel_g
 
 
+def _peak(row: Row) -> float:
+    """The window's largest sample magnitude, g (`ingest.batch.window_peak_g`, set by
+    `Batch.add`)."""
+    assert row.peak_g is not None
+    return row.peak_g
+
+
 def _flat(samples: Sequence[Sequence[float]]) -> list[float]:
     return [c for sample in samples for c in sample]
 
@@ -121,7 +132,7 @@ class Float4WindowDumper(Dumper):
 
     def dump(self, obj: Any) -> bytes:
         """The array_send bytes of the flattened samples (a 1-D array, lower bound 1)."""
-        values = np.asarray(obj, dtype=np.float64).ravel()
+        values = np.fromiter(chain.from_iterable(obj), np.float64, 3 * len(obj))
         out = np.empty(values.size, dtype=_ELEMENT)
         out["len"] = 4
         out["value"] = values
@@ -159,6 +170,7 @@ COLUMNS: dict[Kind, tuple[Column, ...]] = {
     Kind.CANE: _common(
         Column("rate_hz", "smallint", _field("rate_hz")),
         Column("accel_g", "real[]", _window),
+        Column("peak_g", "real", _peak),
         Column("lat", "double precision", _field("lat")),
         Column("lon", "double precision", _field("lon")),
         Column("hacc_m", "real", _field("hacc_m")),
@@ -382,6 +394,32 @@ class BatchWriter:
         )
         self._staged.add(key)
 
+    def prepare_weeks(
+        self, conn: Conn, now_ms: int, lock_timeout_ms: int = AHEAD_LOCK_TIMEOUT_MS
+    ) -> None:
+        """Make sure every series has its partitions of this week and the next (plain
+        PostgreSQL; TimescaleDB makes its chunks itself).
+
+        Called at start and hourly, so the write path meets partition DDL, which locks the
+        parent table, only for messages dated outside those two weeks (a replayed buffer, a
+        clock far off) instead of on the first batch of each week. A series whose table is
+        held longer than `lock_timeout_ms` by a reader (a backup, a long query) is left for
+        the next call: the loop does not wait for it.
+
+        Raises:
+            psycopg.Error: as `write`, except a lock timeout.
+        """
+        if self.mode is not StorageMode.POSTGRESQL:
+            return
+        this_week = week_start_ms(now_ms)
+        weeks = {this_week, this_week + MS_PER_WEEK}
+        for kind in Kind:
+            missing = {w for w in weeks if (kind, w) not in self._weeks}
+            try:
+                self._ensure_weeks(conn, {kind: missing}, lock_timeout_ms)
+            except psycopg.errors.LockNotAvailable:
+                logger.info("partitions of %s not made ahead: the table is in use", kind.value)
+
     def _ensure_partitions(self, conn: Conn, batch: Batch) -> None:
         wanted: dict[Kind, set[int]] = {}
         for kind, rows in batch.rows.items():
@@ -389,13 +427,22 @@ class BatchWriter:
                 week = week_start_ms(row.time_ms)
                 if (kind, week) not in self._weeks:
                     wanted.setdefault(kind, set()).add(week)
-        if not wanted:
-            return
+        self._ensure_weeks(conn, wanted)
+
+    def _ensure_weeks(
+        self, conn: Conn, wanted: dict[Kind, set[int]], lock_timeout_ms: int | None = None
+    ) -> None:
         # One transaction per parent table: creating a partition locks its parent exclusively
         # until commit, so holding two parents at once deadlocks with any reader that reads
         # them in the other order (a UNION over the series, a dashboard query).
         for kind, weeks in wanted.items():
+            if not weeks:
+                continue
             with conn.transaction():
+                if lock_timeout_ms is not None:
+                    conn.execute(
+                        "SELECT set_config('lock_timeout', %s, true)", (f"{lock_timeout_ms}ms",)
+                    )
                 conn.execute(
                     "SELECT ensure_week_partitions(%s::regclass,"
                     f" ARRAY(SELECT {_MS.format('w')} FROM unnest(%s::bigint[]) AS u (w)))",

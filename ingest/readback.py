@@ -109,13 +109,13 @@ def _bands(conn: Conn, since_ms: int) -> list[tuple[int, Message]]:
     ]
 
 
-def _canes(conn: Conn, since_ms: int) -> list[tuple[int, Message]]:
-    rows = conn.execute(
-        f"SELECT {_ms('received_at')}, device_id, {_ms('time')}, seq, battery_pct, rate_hz,"
-        " accel_g, lat, lon, hacc_m, hr_bpm FROM cane_telemetry"
-        " WHERE received_at >= to_timestamp(%s / 1000.0)",
-        (since_ms,),
-    ).fetchall()
+_CANE_COLS = (
+    f"{_ms('received_at')}, device_id, {_ms('time')}, seq, battery_pct, rate_hz, accel_g, lat,"
+    " lon, hacc_m, hr_bpm"
+)
+
+
+def _cane_rows(rows: list[Any]) -> list[tuple[int, Message]]:
     out: list[tuple[int, Message]] = []
     for rec, dev, ts, seq, bat, rate, accel, lat, lon, hacc, hr in rows:
         triples = tuple(
@@ -141,6 +141,72 @@ def _canes(conn: Conn, since_ms: int) -> list[tuple[int, Message]]:
             )
         )
     return out
+
+
+def _canes(conn: Conn, since_ms: int) -> list[tuple[int, Message]]:
+    rows = conn.execute(
+        f"SELECT {_CANE_COLS} FROM cane_telemetry WHERE received_at >= to_timestamp(%s / 1000.0)",
+        (since_ms,),
+    ).fetchall()
+    return _cane_rows(rows)
+
+
+# Windows stored with a peak from this level are indexed (migration 044_cane_peak).
+INDEXED_PEAK_G = 1.5
+
+
+def cane_impacts(
+    conn: Conn, since_ms: int, until_ms: int, min_peak_g: float
+) -> list[tuple[str, int]]:
+    """Stored cane windows with a sample at or above `min_peak_g`, received in
+    [`since_ms`, `until_ms`): (device_id, device ts ms), by device then ts.
+
+    Reads the partial index of migration 044. Windows stored before ingest recorded peaks
+    (`peak_g` NULL) are not among them.
+
+    Raises:
+        ValueError: `min_peak_g` below `INDEXED_PEAK_G` (the index would not hold them all).
+    """
+    if min_peak_g < INDEXED_PEAK_G:
+        raise ValueError(f"min_peak_g must be >= {INDEXED_PEAK_G} g, got {min_peak_g}")
+    rows = conn.execute(
+        f"SELECT device_id, {_ms('time')} FROM cane_telemetry"
+        " WHERE received_at >= to_timestamp(%s / 1000.0)"
+        " AND received_at < to_timestamp(%s / 1000.0)"
+        f" AND peak_g >= {INDEXED_PEAK_G!r}::real AND peak_g >= %s::real ORDER BY 1, 2",
+        (since_ms, until_ms, min_peak_g),
+    ).fetchall()
+    conn.commit()
+    return [(str(d), int(t)) for d, t in rows]
+
+
+def cane_windows(
+    conn: Conn,
+    device_id: str,
+    spans: list[tuple[int, int]],
+    *,
+    after: tuple[int, int] | None = None,
+    limit: int | None = None,
+) -> list[tuple[int, Message]]:
+    """One cane's stored windows whose device ts lies in one of `spans` ([lo, hi] ms,
+    inclusive, not overlapping), as (received ms, window), in (ts, seq) order.
+
+    Args:
+        after: only windows after this (ts, seq), for reading page by page.
+        limit: at most this many windows.
+    """
+    if not spans:
+        return []
+    page = "" if after is None else " AND (c.time, c.seq) > (to_timestamp(%s / 1000.0), %s)"
+    rows = conn.execute(
+        f"SELECT {_CANE_COLS} FROM cane_telemetry c"
+        " JOIN unnest(%s::bigint[], %s::bigint[]) AS s(lo, hi)"
+        " ON c.time >= to_timestamp(s.lo / 1000.0) AND c.time <= to_timestamp(s.hi / 1000.0)"
+        f" WHERE c.device_id = %s{page} ORDER BY c.time, c.seq LIMIT %s",
+        ([lo for lo, _ in spans], [hi for _, hi in spans], device_id, *(after or ()), limit),
+    ).fetchall()
+    conn.commit()
+    return _cane_rows(rows)
 
 
 def _statuses(conn: Conn, types: dict[str, DeviceType], since_ms: int) -> list[tuple[int, Message]]:

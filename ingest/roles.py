@@ -75,7 +75,8 @@ RIGHTS: dict[str, Rights] = {
     "alerting": Rights(
         read=(*_REGISTRY, *_SERIES, *_VIEWS, "device_last_seen", "user_elders"),
         append=("audit", "dead_letters"),
-        write=_ALERTS,
+        # alerting_progress: how far live traffic was handled (alerting.late_falls).
+        write=(*_ALERTS, "alerting_progress"),
         # The dispatch command line puts a centre on or off duty (alerting.dispatch_cli).
         update=("care_centers",),
     ),
@@ -110,6 +111,7 @@ RIGHTS: dict[str, Rights] = {
             *_VIEWS,
             *_DIAGNOSTIC,
             *_ALERTS,
+            "alerting_progress",
             "user_elders",
             "audit",
             "notify_deliveries",

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from gateway import DeviceType, ReasonCode, SmokeTelemetry, Status, encode_message
-from ingest.batch import Inbound, Kind, build_batch, unknown_devices, week_start_ms
+from ingest.batch import Batch, Inbound, Kind, build_batch, unknown_devices, week_start_ms
 
 NOW = 1_764_340_000_000
-REG = {"smk-001": DeviceType.SMOKE, "bnd-001": DeviceType.BAND}
+REG = {"smk-001": DeviceType.SMOKE, "bnd-001": DeviceType.BAND, "cane-001": DeviceType.CANE}
 T = "eldercare/v1/devices"
 
 
@@ -46,12 +47,37 @@ def _smoke(seq: int, ts: int, battery: float | None = None) -> tuple[str, bytes]
             ReasonCode.BAD_SCHEMA,
         ),
         (
+            f"{T}/cane-001/telemetry",
+            json.dumps(
+                {
+                    "v": 1,
+                    "type": "cane",
+                    "seq": 1,
+                    "ts": NOW,
+                    "rate_hz": 50,
+                    "accel_g": [[0.0, 0.0, 1.0], [-3.5e38, 0.0, 1.0]],
+                }
+            ).encode(),
+            ReasonCode.BAD_SCHEMA,
+        ),
+        (
             f"{T}/smk-001/status",
             b'{"v":1,"type":"smoke","online":true,"fw":"a\\u0000"}',
             ReasonCode.BAD_SCHEMA,
         ),
     ],
-    ids=["topic", "large", "json", "schema", "unknown", "mismatch", "future", "float4", "nul"],
+    ids=[
+        "topic",
+        "large",
+        "json",
+        "schema",
+        "unknown",
+        "mismatch",
+        "future",
+        "float4",
+        "float4-window",
+        "nul",
+    ],
 )
 def test_rejects_with_reason_and_keeps_raw(topic: str, payload: bytes, reason: ReasonCode) -> None:
     batch = build_batch([Inbound(topic, payload, NOW)], REG)
@@ -143,3 +169,19 @@ def test_wills_are_keyed_on_the_last_real_traffic_before_them() -> None:
     alone = build_batch([Inbound(*_status(False), received_ms=NOW)], REG)
     alone.anchor_wills({})
     assert [r.time_ms for r in alone.rows[Kind.STATUS]] == [NOW]
+
+
+def test_a_cane_window_carries_its_peak_whether_decoded_or_added() -> None:
+    samples = [[0.0, 0.0, 1.0], [1.2, -2.0, 0.5], [0.1, 0.2, 0.9]]
+    payload = json.dumps(
+        {"v": 1, "type": "cane", "seq": 4, "ts": NOW, "rate_hz": 50, "accel_g": samples}
+    ).encode()
+    batch = build_batch([Inbound(f"{T}/cane-001/telemetry", payload, NOW)], REG)
+    (row,) = batch.rows[Kind.CANE]
+    expected = max(math.sqrt(x * x + y * y + z * z) for x, y, z in samples)
+    assert row.peak_g == pytest.approx(expected, rel=1e-12)
+    again = Batch()
+    again.add(row.message, NOW)  # no peak given: computed by add
+    assert again.rows[Kind.CANE][0].peak_g == row.peak_g
+    smoke = build_batch([Inbound(*_smoke(1, NOW), NOW)], REG).rows[Kind.SMOKE][0]
+    assert smoke.peak_g is None

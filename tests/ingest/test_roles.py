@@ -17,6 +17,8 @@ from psycopg import errors
 from psycopg.conninfo import make_conninfo
 from pydantic import SecretStr
 
+from alerting import store
+from ingest import readback
 from ingest.db import dead_letter_counts, row_counts
 from ingest.migrate import apply_migrations
 from ingest.registry import import_fleet
@@ -36,7 +38,9 @@ def roles(database_url: str, schema_url: str, db_schema: str) -> Iterator[str]:
             "INSERT INTO elders (id, name, home_lat, home_lon) VALUES ('el-1', 'E', 39.9, 116.3)"
         )
         conn.execute("INSERT INTO devices (id, type, elder_id) VALUES ('band-1', 'band', 'el-1')")
-        pw = {s: SecretStr(uuid.uuid4().hex) for s in ("ingest", "dashboard", "readonly")}
+        pw = {
+            s: SecretStr(uuid.uuid4().hex) for s in ("ingest", "alerting", "dashboard", "readonly")
+        }
         apply_roles(conn, db_schema, prefix=prefix, passwords=pw)
         if _has_partitions(conn):  # this week's partition, made by the owner
             conn.execute("SELECT ensure_week_partitions('band_telemetry'::regclass, %s)", ([NOW],))
@@ -92,6 +96,20 @@ def test_ingest_writes_telemetry_but_cannot_read_hashes_or_alter(
             conn.execute("CREATE TABLE stash (x int)")
         with pytest.raises(errors.InsufficientPrivilege):
             conn.execute("DELETE FROM band_telemetry")
+
+
+def test_alerting_keeps_its_progress_and_reads_stored_impacts(
+    database_url: str, db_schema: str, roles: str
+) -> None:
+    now_ms = int(time.time() * 1000)
+    with _as(database_url, db_schema, login_name("alerting", roles)) as conn:
+        store.save_progress(conn, "whole", now_ms)
+        assert store.load_progress(conn, "whole") == now_ms
+        assert readback.cane_impacts(conn, now_ms - 60_000, now_ms, 1.6) == []
+        assert readback.cane_windows(conn, "cane-1", [(now_ms - 60_000, now_ms)]) == []
+        assert store.fall_alert_near(conn, "cane-1", now_ms - 60_000, now_ms) is None
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM cane_telemetry")
 
 
 def test_dashboard_cannot_write_telemetry(database_url: str, db_schema: str, roles: str) -> None:

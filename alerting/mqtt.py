@@ -242,6 +242,9 @@ class AlertingMqtt:
         client.on_subscribe = lambda c, u, mid, rcs, p=None: self._on_subscribe(session, mid, rcs)
         client.on_unsubscribe = lambda c, u, mid, *rest: self._on_unsubscribe(session, mid)
         client.on_message = lambda c, u, msg: self._on_message(session, msg)
+        client.on_plain_publish = lambda topic, payload, qos, mid, retain: self._on_publish_fields(
+            session, topic, payload, qos, mid, retain
+        )
         client.on_publish = self._on_publish
 
     @property
@@ -362,6 +365,17 @@ class AlertingMqtt:
         if qos > 0:
             self._sessions[1 if urgent else 0].client.ack(mid, qos)
 
+    def ack_all(self, items: Iterable[Inbound]) -> None:
+        """`ack` each of `items`, in order, one write per session (`gateway.mqtt.Client`)."""
+        bulk: list[tuple[int, int]] = []
+        urgent: list[tuple[int, int]] = []
+        for item in items:
+            if item.qos > 0:
+                (urgent if item.urgent else bulk).append((item.mid, item.qos))
+        for session, acks in zip(self._sessions, (bulk, urgent), strict=False):
+            if acks:
+                session.client.ack_all(acks)
+
     def _device_filter(self, device_id: str) -> str:
         topic = device_topic(device_id, Channel.TELEMETRY, self._prefix)
         return f"$share/{self._group}/{topic}" if self._group else topic
@@ -468,20 +482,18 @@ class AlertingMqtt:
             logger.warning("disconnected from the broker: %s; paho reconnects", rc)
 
     def _on_message(self, session: _Session, msg: paho.MQTTMessage) -> None:
-        topic = msg.topic
+        self._on_publish_fields(
+            session, msg.topic, bytes(msg.payload), msg.qos, msg.mid, bool(msg.retain)
+        )
+
+    def _on_publish_fields(
+        self, session: _Session, topic: str, payload: bytes, qos: int, mid: int, retain: bool
+    ) -> None:
         if self._accept is not None and not self._accept(topic):
-            self._put(Inbound(topic, b"", msg.mid, msg.qos, 0, False, session.urgent, True))
+            self._put(Inbound(topic, b"", mid, qos, 0, False, session.urgent, True))
             return
         self._put(
-            Inbound(
-                topic,
-                bytes(msg.payload),
-                msg.mid,
-                msg.qos,
-                int(time.time() * 1000),
-                bool(msg.retain),
-                session.urgent,
-            )
+            Inbound(topic, payload, mid, qos, int(time.time() * 1000), retain, session.urgent)
         )
 
     def _put(self, item: Inbound) -> None:

@@ -32,6 +32,7 @@ from gateway.messages import (
     Status,
 )
 from gateway.topics import device_topic, parse_device_topic
+from gateway.typed_decode import decode_body
 
 _INT64_MAX = 2**63 - 1
 # orjson reads an integer literal outside [-2**63, 2**64 - 1] as the float nearest to it
@@ -273,6 +274,22 @@ def _body(obj: dict[str, Any], device_id: str, channel: Channel) -> Message:
     return Event(**common, event=name)
 
 
+def decode_body_checked(text: str, device_id: str, channel: Channel) -> Message:
+    """The message `text` holds on `channel`, checked field by field (reasons included).
+
+    Raises:
+        PayloadError: `bad_json` or `bad_schema`, with the first problem found.
+    """
+    try:
+        return _body(_object(_fast_loads(text)), device_id, channel)
+    except _LongInt:
+        # Rare: read it as the standard parser does, where such a literal is an int.
+        try:
+            return _body(_object(_stdlib_loads(text)), device_id, channel)
+        except _LongInt as exc:  # a float literal after all
+            raise _bad(f"{exc.key} must be an integer") from None
+
+
 def decode(
     topic: str,
     payload: bytes,
@@ -299,14 +316,11 @@ def decode(
     """
     where = parse_device_topic(topic, prefix)
     text = _text(payload)
-    try:
-        message = _body(_object(_fast_loads(text)), where.device_id, where.channel)
-    except _LongInt:
-        # Rare: read it as the standard parser does, where such a literal is an int.
-        try:
-            message = _body(_object(_stdlib_loads(text)), where.device_id, where.channel)
-        except _LongInt as exc:  # a float literal after all
-            raise _bad(f"{exc.key} must be an integer") from None
+    # Conforming payloads in one typed pass (gateway.typed_decode); the rest, and every
+    # reason for a rejection, below.
+    message = decode_body(payload, where.device_id, where.channel)
+    if message is None:
+        message = decode_body_checked(text, where.device_id, where.channel)
     if registry is not None:
         registered = _lookup(registry, where.device_id)
         if registered is None:

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from gateway.contract import DEVICE_ID_RE, TOPIC_ROOT, Channel, ReasonCode
 from gateway.errors import PayloadError
 
+_DEVICES = f"{TOPIC_ROOT}/devices/"
+_CHANNELS = {c.value: c for c in Channel}
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceTopic:
@@ -49,6 +52,14 @@ def parse_device_topic(topic: str, prefix: str = "") -> DeviceTopic:
     Raises:
         PayloadError: `bad_topic` when the topic is not a contract device topic.
     """
+    # The common case in one pass: prefix, root, a device id without "/", a known channel.
+    head = prefix + _DEVICES
+    if topic.startswith(head):
+        device_id, slash, name = topic[len(head) :].partition("/")
+        known = _CHANNELS.get(name)
+        if slash and known is not None and DEVICE_ID_RE.fullmatch(device_id):
+            return DeviceTopic(device_id, known)
+    # Anything else is rejected below, with the reason.
     if not topic.startswith(prefix):
         raise PayloadError(ReasonCode.BAD_TOPIC, "topic outside the configured prefix")
     parts = topic[len(prefix) :].split("/")

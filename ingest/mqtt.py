@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -43,22 +43,63 @@ def subscribe_options() -> SubscribeOptions:
     return SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
 
 
-class Subscription:
-    """Receives device messages into a bounded queue; acknowledges them when told to.
+class Inbox:
+    """Received messages on their way from paho's network thread to the consumer, in order.
 
-    The paho callbacks only stamp and enqueue. When the queue is full, `on_message` waits, so
-    paho stops reading the socket and the broker stops sending once its in-flight window is
-    full: that is the backpressure when the database is slow.
+    Handed over a read batch at a time (`gateway.mqtt.Client.on_read_batch`): one lock and
+    one wake-up per batch of up to a thousand messages instead of per message. `put_many`
+    blocks while `maxsize` or more wait, so paho stops reading the socket and the broker
+    stops sending once its in-flight window is full: that is the backpressure when the
+    database is slow. At most `maxsize` plus one read batch wait.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: deque[Inbound] = deque()
+        self._cond = threading.Condition()
+
+    def put_many(self, items: list[Inbound], closing: threading.Event) -> None:
+        """Append `items` once fewer than `maxsize` wait; drop them once `closing` is set
+        (nothing takes them any more: unacknowledged, the broker sends them again)."""
+        with self._cond:
+            while len(self._items) >= self.maxsize and not closing.is_set():
+                self._cond.wait(0.2)
+            if closing.is_set():
+                return
+            self._items.extend(items)
+            self._cond.notify_all()
+
+    def take(self, limit: int, timeout_s: float) -> list[Inbound]:
+        """Up to `limit` messages, oldest first; waits at most `timeout_s` for the first."""
+        with self._cond:
+            if not self._items and timeout_s > 0:
+                self._cond.wait(timeout_s)
+            items = self._items
+            taken = [items.popleft() for _ in range(min(limit, len(items)))]
+            if taken:
+                self._cond.notify_all()
+            return taken
+
+    def qsize(self) -> int:
+        """Messages waiting."""
+        return len(self._items)
+
+
+class Subscription:
+    """Receives device messages into a bounded `Inbox`; acknowledges them when told to.
+
+    The paho callbacks only stamp and collect; each read batch goes to the inbox at once.
     """
 
     def __init__(
         self,
         settings: IngestSettings,
-        out: queue.Queue[Inbound],
+        out: Inbox,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._settings = settings
         self._out = out
+        self._batch: list[Inbound] = []  # this read batch's (network thread only)
         self._clock_ms = clock_ms
         self._generation = 0
         self._closing = threading.Event()
@@ -71,6 +112,8 @@ class Subscription:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_plain_publish = self._on_plain_publish
+        self._client.on_read_batch = self._hand_over
         self._client.on_subscribe = self._on_subscribe
         self._client.reconnect_delay_set(
             min_delay=max(1, int(settings.reconnect_min_s)), max_delay=int(settings.reconnect_max_s)
@@ -105,12 +148,9 @@ class Subscription:
         the resumed session (MQTT 5 §4.4) and the database key makes the second copy a no-op.
         """
         generation = self._generation
-        sent = 0
-        for item in items:
-            if item.qos > 0 and item.generation == generation:
-                self._client.ack(item.mid, item.qos)
-                sent += 1
-        return sent
+        acks = [(i.mid, i.qos) for i in items if i.qos > 0 and i.generation == generation]
+        self._client.ack_all(acks)
+        return len(acks)
 
     def close(self) -> None:
         """Stop taking messages; unacknowledged ones stay in the broker session."""
@@ -154,18 +194,26 @@ class Subscription:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         payload = msg.payload if isinstance(msg.payload, bytes) else bytes(msg.payload)
-        item = Inbound(
-            msg.topic,
-            payload,
-            self._clock_ms(),
-            msg.qos,
-            msg.mid,
-            self._generation,
-            retain=bool(msg.retain),
+        self._batch.append(
+            Inbound(
+                msg.topic,
+                payload,
+                self._clock_ms(),
+                msg.qos,
+                msg.mid,
+                self._generation,
+                retain=bool(msg.retain),
+            )
         )
-        while not self._closing.is_set():
-            try:
-                self._out.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+
+    def _on_plain_publish(
+        self, topic: str, payload: bytes, qos: int, mid: int, retain: bool
+    ) -> None:
+        self._batch.append(
+            Inbound(topic, payload, self._clock_ms(), qos, mid, self._generation, retain=retain)
+        )
+
+    def _hand_over(self) -> None:
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self._out.put_many(batch, self._closing)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import struct
 import threading
@@ -19,7 +18,7 @@ from ingest.batch import Batch, DeadLetter, Inbound, build_batch, unknown_device
 from ingest.db import REJECTED, RETRYABLE, BatchWriter, Conn, WriteResult, connect
 from ingest.metrics import IngestMetrics
 from ingest.migrate import recorded_mode, storage_mode
-from ingest.mqtt import Subscription
+from ingest.mqtt import Inbox, Subscription
 from ingest.registry import load_registry, registry_version
 from ingest.settings import IngestSettings
 
@@ -30,6 +29,9 @@ T = TypeVar("T")
 # /healthz fails when the loop has not gone round for this long: a round is one batch write and
 # at most one registry reload, each bounded by the statement timeout (30 s, ingest.pg), plus 60 s.
 LIVE_WITHIN_S = 60.0 + 2 * pg.DEFAULT_STATEMENT_TIMEOUT_MS / 1000.0
+# This week's and next week's partitions are made sure of this often (plain PostgreSQL): the
+# next week's exist days before the first message dated in it.
+PREPARE_WEEKS_EVERY_S = 3600.0
 
 
 # Conversion errors of a value while it is written (a driver dumper refusing it): the rows'
@@ -77,12 +79,13 @@ class IngestService:
         self.settings = settings
         self.metrics = metrics or IngestMetrics()
         self._clock_ms = clock_ms
-        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=settings.queue_max)
+        self._inbox = Inbox(settings.queue_max)
         self._conn: Conn | None = None
         self._writer: BatchWriter | None = None
         self._registry: dict[str, DeviceType] = {}
         self._registry_at = 0.0
         self._registry_version: int | None = None
+        self._weeks_at = 0.0
         self._subscription: Subscription | None = None
         self.ready = threading.Event()
         self._tick = time.monotonic()  # the last round of the loop or of a retry
@@ -118,7 +121,7 @@ class IngestService:
         self._db_ready(stop)
         if stop.is_set():
             return
-        self._subscription = Subscription(self.settings, self._queue, self._clock_ms)
+        self._subscription = Subscription(self.settings, self._inbox, self._clock_ms)
         self._subscription.start()
         self.ready.set()
         try:
@@ -128,6 +131,7 @@ class IngestService:
                 if items:
                     self._handle(items, stop)
                 self._refresh_registry_if_due(stop)
+                self._prepare_weeks_if_due(stop)
         finally:
             self._flush()
 
@@ -162,25 +166,19 @@ class IngestService:
         sending once its in-flight window is full of unacknowledged messages, so waiting out the
         whole `batch_wait_ms` then would only cap throughput at window / batch_wait.
         """
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        items = [first]
+        limit, idle_s = self.settings.batch_max, self.settings.batch_idle_ms / 1e3
+        items = self._inbox.take(limit, 0.2)
+        if not items:
+            return items
         deadline = time.monotonic() + self.settings.batch_wait_ms / 1000.0
-        while len(items) < self.settings.batch_max:
-            try:
-                items.append(self._queue.get_nowait())
-                continue
-            except queue.Empty:
-                pass
+        while len(items) < limit:
             left = deadline - time.monotonic()
             if left <= 0 or stop.is_set():
                 break
-            try:
-                items.append(self._queue.get(timeout=min(left, self.settings.batch_idle_ms / 1e3)))
-            except queue.Empty:
+            more = self._inbox.take(limit - len(items), min(left, idle_s))
+            if not more:
                 break
+            items += more
         return items
 
     def _handle(self, items: list[Inbound], stop: threading.Event) -> bool:
@@ -295,6 +293,17 @@ class IngestService:
 
     def _db_ready(self, stop: threading.Event) -> None:
         self._retry(self.refresh_registry, stop)
+        if not stop.is_set():  # a stop while the database was down waits for one retry only
+            self._retry(self._prepare_weeks, stop)
+
+    def _prepare_weeks(self) -> None:
+        assert self._conn is not None and self._writer is not None
+        self._writer.prepare_weeks(self._conn, self._clock_ms())
+        self._weeks_at = time.monotonic()
+
+    def _prepare_weeks_if_due(self, stop: threading.Event) -> None:
+        if time.monotonic() - self._weeks_at >= PREPARE_WEEKS_EVERY_S and not stop.is_set():
+            self._retry(self._prepare_weeks, stop)
 
     def _registry_due(self, every_s: float) -> bool:
         return time.monotonic() - self._registry_at >= every_s
@@ -308,12 +317,7 @@ class IngestService:
         sub = self._subscription
         if sub is not None:
             sub.close()
-            items: list[Inbound] = []
-            while True:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            items = self._inbox.take(self._inbox.qsize(), 0)
             done = threading.Event()
             done.set()
             for start in range(0, len(items), self.settings.batch_max):

@@ -48,6 +48,8 @@ class IngestSettings(BaseSettings):
     batch_wait_ms: int = Field(default=100, ge=1)
     # A batch closes early after this long without a new message (see IngestService._collect).
     batch_idle_ms: int = Field(default=5, ge=1)
+    # Received messages waiting for the consumer before paho's thread stops reading (the inbox
+    # then holds at most this plus one read batch, gateway.mqtt.READ_BATCH).
     queue_max: int = Field(default=8000, ge=1)
     write_method: WriteMethod = WriteMethod.COPY
     registry_refresh_s: float = Field(default=60.0, gt=0)
